@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+// libbufclient: the C++ client of ionsvcd.
+//
+//   auto client = bufclient::Client::connect();          // IONSVC_SOCKET or the default
+//   auto buffers = client->allocate({.size = 1 << 20});
+//   auto mapping = (*buffers)[0].map();
+//
+// Every call returns a value or an Error that carries the daemon's status
+// code and message; a lost daemon is an Error (UNAVAILABLE), never a crash
+// or a hang. A Client is safe to share between threads (calls are
+// serialized); Buffers and Mappings are plain RAII values.
+#pragma once
+
+#include <sys/mman.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ionsvc/expected.h>
+#include <ionsvc/status.h>
+#include <ionsvc/unique_fd.h>
+
+namespace bufclient {
+
+using ionsvc::StatusCode;
+using ionsvc::UniqueFD;
+
+struct Error
+{
+    StatusCode code = StatusCode::kInternal;
+    std::string message;
+};
+
+template<typename T>
+using Result = ionsvc::Expected<T, Error>;
+
+// Allocation flags, ION's bits.
+inline constexpr std::uint32_t kFlagCached = 1;
+inline constexpr std::uint32_t kFlagCachedNeedsSync = 2;
+
+// A buffer's memory mapped into this process; unmapped on destruction.
+class Mapping
+{
+public:
+    Mapping() = default;
+    Mapping(Mapping &&other) noexcept;
+    Mapping &operator=(Mapping &&other) noexcept;
+    Mapping(const Mapping &) = delete;
+    Mapping &operator=(const Mapping &) = delete;
+    ~Mapping();
+
+    void *data() const { return data_; }
+    std::size_t size() const { return size_; }
+    std::span<std::byte> bytes() const { return {static_cast<std::byte *>(data_), size_}; }
+
+    // Maps size bytes of fd (lent) with prot.
+    static Result<Mapping> map(int fd, std::size_t size, int prot = PROT_READ | PROT_WRITE);
+
+private:
+    Mapping(void *data, std::size_t size) : data_(data), size_(size) {}
+
+    void *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// One buffer the daemon handed out: owns its fd.
+class Buffer
+{
+public:
+    Buffer(UniqueFD fd, std::uint64_t id, std::uint64_t size, std::string heap)
+        : fd_(std::move(fd)), id_(id), size_(size), heap_(std::move(heap))
+    {
+    }
+
+    // The fd, lent: valid for as long as this Buffer owns it.
+    int fd() const { return fd_.get(); }
+    // Gives the fd away; the Buffer keeps its id for Free.
+    UniqueFD take_fd() { return std::move(fd_); }
+
+    std::uint64_t id() const { return id_; }
+    std::uint64_t size() const { return size_; }
+    const std::string &heap() const { return heap_; }
+
+    Result<Mapping> map(int prot = PROT_READ | PROT_WRITE) const;
+
+private:
+    UniqueFD fd_;
+    std::uint64_t id_;
+    std::uint64_t size_;
+    std::string heap_;
+};
+
+struct AllocOptions
+{
+    std::string heap;        // empty: the daemon's default heap
+    std::uint64_t size = 0;  // rounded up to pages by the daemon
+    std::uint32_t flags = 0; // kFlag* bits
+    std::string name;        // the buffer's name, seen in /proc
+    std::uint32_t count = 1; // a batch: all in one round trip
+};
+
+struct Limits
+{
+    std::uint64_t max_buffer_size = 0;
+    std::uint32_t max_batch_count = 0;
+    std::uint32_t max_free_ids = 0;
+    std::uint32_t max_request_bytes = 0;
+};
+
+struct ServerInfo
+{
+    std::uint32_t protocol_version = 0;
+    std::string server_version;
+    std::uint64_t client_id = 0;
+    Limits limits;
+};
+
+struct HeapInfo
+{
+    std::string name;
+    std::string backend;
+    std::string type;
+    std::uint64_t live_bytes = 0;
+    std::uint64_t live_buffers = 0;
+    std::uint64_t peak_bytes = 0;
+};
+
+struct HeapUsage
+{
+    std::string heap;
+    std::uint64_t bytes = 0;
+    std::uint64_t buffers = 0;
+    std::uint64_t peak_bytes = 0;
+};
+
+struct ClientStats
+{
+    std::uint64_t client_id = 0;
+    std::uint32_t pid = 0;
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+    std::string comm;
+    std::string name;
+    std::vector<HeapUsage> heaps;
+};
+
+struct OrphanedBuffer
+{
+    std::string comm;
+    std::uint32_t pid = 0;
+    std::uint64_t size = 0;
+    std::int32_t map_count = 0;
+    std::int32_t refcount = 0;
+};
+
+struct HeapStats
+{
+    std::string name;
+    std::string backend;
+    std::string type;
+    std::uint64_t total_bytes = 0;
+    std::uint64_t total_buffers = 0;
+    std::vector<OrphanedBuffer> orphaned;
+};
+
+struct Stats
+{
+    std::vector<ClientStats> clients;
+    std::vector<HeapStats> heaps;
+};
+
+enum class StatsView {
+    kPids,    // per pid table
+    kHeaps,   // ION debugfs heaps/<heap>
+    kClients, // ION debugfs clients/<client>
+};
+
+struct ConnectOptions
+{
+    // Empty: $IONSVC_SOCKET, else /run/ionsvc/ionsvc.sock.
+    std::string socket_path;
+    // How this client shows in stats.
+    std::string client_name;
+    // The longest wait for one reply before the daemon counts as lost.
+    std::chrono::milliseconds timeout{30'000};
+};
+
+// $IONSVC_SOCKET if set, else the daemon's default path.
+std::string default_socket_path();
+
+class Client
+{
+public:
+    static Result<Client> connect(const ConnectOptions &options = {});
+
+    Client(Client &&) noexcept;
+    Client &operator=(Client &&) noexcept;
+    ~Client();
+
+    const ServerInfo &server() const;
+
+    Result<std::vector<Buffer>> allocate(const AllocOptions &options);
+    // Drops the daemon's reference and accounting for each buffer. The
+    // caller's own fds stay valid.
+    Result<void> free(std::span<const std::uint64_t> buffer_ids);
+    Result<void> free(const Buffer &buffer);
+    Result<std::vector<HeapInfo>> list_heaps();
+    Result<Stats> stats(std::optional<pid_t> pid = std::nullopt, StatsView view = StatsView::kPids);
+
+private:
+    class Connection;
+    explicit Client(std::unique_ptr<Connection> connection);
+
+    std::unique_ptr<Connection> connection_;
+};
+
+} // namespace bufclient

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: MIT
+#include <bufclient/bufclient.h>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include <ionsvc/fd_passing.h>
+#include <ionsvc/protocol.h>
+
+#include "buffer.pb.h"
+
+namespace bufclient {
+
+namespace {
+
+using ionsvc::Unexpected;
+
+Unexpected<Error> failure(StatusCode code, std::string message)
+{
+    return Unexpected{Error{code, std::move(message)}};
+}
+
+std::string errno_text(int error)
+{
+    return std::strerror(error);
+}
+
+} // namespace
+
+// ---------------------------------------------------------------- Mapping
+
+Mapping::Mapping(Mapping &&other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0))
+{
+}
+
+Mapping &Mapping::operator=(Mapping &&other) noexcept
+{
+    if (this != &other) {
+        if (data_)
+            ::munmap(data_, size_);
+        data_ = std::exchange(other.data_, nullptr);
+        size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+}
+
+Mapping::~Mapping()
+{
+    if (data_)
+        ::munmap(data_, size_);
+}
+
+Result<Mapping> Mapping::map(int fd, std::size_t size, int prot)
+{
+    void *data = ::mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
+    if (data == MAP_FAILED)
+        return failure(ionsvc::status_from_errno(-errno),
+                       "mmap of " + std::to_string(size) + " bytes failed: " + errno_text(errno));
+    return Mapping{data, size};
+}
+
+Result<Mapping> Buffer::map(int prot) const
+{
+    if (!fd_)
+        return failure(StatusCode::kInvalidArgument, "the buffer's fd was given away");
+    return Mapping::map(fd_.get(), static_cast<std::size_t>(size_), prot);
+}
+
+// ------------------------------------------------------------- Connection
+
+std::string default_socket_path()
+{
+    if (const char *path = std::getenv(ionsvc::kSocketEnvironmentVariable); path && *path)
+        return path;
+    return std::string(ionsvc::kDefaultSocketPath);
+}
+
+// The socket and the one conversation on it. Once the conversation is out of
+// step (a timeout, a broken reply), the connection is dead for good.
+class Client::Connection
+{
+public:
+    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout)
+        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout)
+    {
+    }
+
+    struct Answer
+    {
+        ionsvc::wire::Reply reply;
+        std::vector<UniqueFD> fds;
+    };
+
+    // Sends request and returns the reply with an OK status, or the error.
+    Result<Answer> transact(const ionsvc::wire::Request &request)
+    {
+        std::lock_guard lock(mutex_);
+        if (!socket_)
+            return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
+                                                         " was lost earlier: " + lost_reason_);
+
+        std::string packet;
+        if (!request.SerializeToString(&packet))
+            return failure(StatusCode::kInternal, "could not serialize the request");
+        const ssize_t sent = ionsvc::send_packet(
+            socket_.get(), {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, {});
+        if (sent < 0)
+            return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+
+        pollfd pfd{socket_.get(), POLLIN, 0};
+        int ready;
+        do {
+            ready = ::poll(&pfd, 1, static_cast<int>(timeout_.count()));
+        } while (ready < 0 && errno == EINTR);
+        if (ready < 0)
+            return lose("poll failed: " + errno_text(errno));
+        if (ready == 0)
+            return lose("no reply within " + std::to_string(timeout_.count()) + " ms");
+
+        const ssize_t size = ionsvc::peek_packet_size(socket_.get(), MSG_DONTWAIT);
+        if (size < 0)
+            return lose("receiving the reply failed: " + errno_text(static_cast<int>(-size)));
+        if (size == 0)
+            return lose("ionsvcd closed the connection");
+
+        receive_buffer_.resize(static_cast<std::size_t>(size));
+        auto received = ionsvc::receive_packet(socket_.get(), receive_buffer_,
+                                               ionsvc::kMaxFdsPerMessage, MSG_DONTWAIT);
+        if (received.status == -EPROTO)
+            return lose("the reply carried more fds than a reply may (MSG_CTRUNC); closed them");
+        if (received.status < 0)
+            return lose("receiving the reply failed: " + errno_text(static_cast<int>(-received.status)));
+
+        Answer answer;
+        if (!answer.reply.ParseFromArray(receive_buffer_.data(), static_cast<int>(received.status)))
+            return lose("the reply is not a Reply message");
+        answer.fds = std::move(received.fds);
+        if (answer.reply.status() != ionsvc::wire::OK)
+            return failure(static_cast<StatusCode>(answer.reply.status()), answer.reply.message());
+        return answer;
+    }
+
+    ServerInfo server;
+
+private:
+    Unexpected<Error> lose(std::string reason)
+    {
+        socket_.reset();
+        lost_reason_ = reason;
+        return failure(StatusCode::kUnavailable, "ionsvcd at " + path_ + ": " + reason);
+    }
+
+    std::mutex mutex_;
+    ionsvc::UniqueFD socket_;
+    std::string path_;
+    std::chrono::milliseconds timeout_;
+    std::vector<std::byte> receive_buffer_;
+    std::string lost_reason_;
+};
+
+// ----------------------------------------------------------------- Client
+
+Client::Client(std::unique_ptr<Connection> connection) : connection_(std::move(connection)) {}
+Client::Client(Client &&) noexcept = default;
+Client &Client::operator=(Client &&) noexcept = default;
+Client::~Client() = default;
+
+const ServerInfo &Client::server() const
+{
+    return connection_->server;
+}
+
+Result<Client> Client::connect(const ConnectOptions &options)
+{
+    const std::string path = options.socket_path.empty() ? default_socket_path() : options.socket_path;
+
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(address.sun_path))
+        return failure(StatusCode::kInvalidArgument, "socket path '" + path + "' is too long");
+    std::memcpy(address.sun_path, path.data(), path.size());
+
+    UniqueFD socket{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    if (!socket)
+        return failure(StatusCode::kResourceExhausted, "socket() failed: " + errno_text(errno));
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) < 0) {
+        const int error = errno;
+        return failure(error == EACCES ? StatusCode::kPermissionDenied : StatusCode::kUnavailable,
+                       "cannot connect to ionsvcd at " + path + ": " + errno_text(error) +
+                           " (is ionsvcd running? set " + ionsvc::kSocketEnvironmentVariable + ")");
+    }
+
+    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout);
+
+    ionsvc::wire::Request request;
+    auto &hello = *request.mutable_hello();
+    hello.set_protocol_version(ionsvc::kProtocolVersion);
+    hello.set_client_name(options.client_name);
+    auto answer = connection->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+
+    const auto &reply = answer->reply.hello();
+    ServerInfo &server = connection->server;
+    server.protocol_version = reply.protocol_version();
+    server.server_version = reply.server_version();
+    server.client_id = reply.client_id();
+    server.limits = {reply.limits().max_buffer_size(), reply.limits().max_batch_count(),
+                     reply.limits().max_free_ids(), reply.limits().max_request_bytes()};
+    return Client{std::move(connection)};
+}
+
+Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
+{
+    ionsvc::wire::Request request;
+    auto &alloc = *request.mutable_alloc();
+    alloc.set_heap(options.heap);
+    alloc.set_size(options.size);
+    alloc.set_flags(options.flags);
+    alloc.set_name(options.name);
+    alloc.set_count(options.count);
+
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+
+    const auto &infos = answer->reply.alloc().buffers();
+    if (static_cast<std::size_t>(infos.size()) != answer->fds.size())
+        return failure(StatusCode::kInternal, "the reply lists " + std::to_string(infos.size()) +
+                                                  " buffers but carried " +
+                                                  std::to_string(answer->fds.size()) + " fds");
+
+    std::vector<Buffer> buffers;
+    buffers.reserve(answer->fds.size());
+    for (int i = 0; i < infos.size(); ++i) {
+        const auto &info = infos[i];
+        buffers.emplace_back(std::move(answer->fds[static_cast<std::size_t>(i)]), info.id(),
+                             info.size(), info.heap());
+    }
+    return buffers;
+}
+
+Result<void> Client::free(std::span<const std::uint64_t> buffer_ids)
+{
+    ionsvc::wire::Request request;
+    auto &ids = *request.mutable_free()->mutable_buffer_ids();
+    ids.Add(buffer_ids.begin(), buffer_ids.end());
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+    return {};
+}
+
+Result<void> Client::free(const Buffer &buffer)
+{
+    const std::uint64_t id = buffer.id();
+    return free(std::span<const std::uint64_t>(&id, 1));
+}
+
+Result<std::vector<HeapInfo>> Client::list_heaps()
+{
+    ionsvc::wire::Request request;
+    request.mutable_list_heaps();
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+
+    std::vector<HeapInfo> heaps;
+    for (const auto &heap : answer->reply.list_heaps().heaps())
+        heaps.push_back({heap.name(), heap.backend(), heap.type(), heap.live_bytes(),
+                         heap.live_buffers(), heap.peak_bytes()});
+    return heaps;
+}
+
+Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
+{
+    ionsvc::wire::Request request;
+    auto &stats_request = *request.mutable_stats();
+    if (pid)
+        stats_request.set_pid(static_cast<std::uint32_t>(*pid));
+    switch (view) {
+    case StatsView::kPids: stats_request.set_view(ionsvc::wire::STATS_VIEW_PIDS); break;
+    case StatsView::kHeaps: stats_request.set_view(ionsvc::wire::STATS_VIEW_HEAPS); break;
+    case StatsView::kClients: stats_request.set_view(ionsvc::wire::STATS_VIEW_CLIENTS); break;
+    }
+
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+
+    Stats stats;
+    for (const auto &client : answer->reply.stats().clients()) {
+        ClientStats &entry = stats.clients.emplace_back();
+        entry.client_id = client.client_id();
+        entry.pid = client.pid();
+        entry.uid = client.uid();
+        entry.gid = client.gid();
+        entry.comm = client.comm();
+        entry.name = client.name();
+        for (const auto &usage : client.heaps())
+            entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes()});
+    }
+    for (const auto &heap : answer->reply.stats().heaps()) {
+        HeapStats &entry = stats.heaps.emplace_back();
+        entry.name = heap.name();
+        entry.backend = heap.backend();
+        entry.type = heap.type();
+        entry.total_bytes = heap.total_bytes();
+        entry.total_buffers = heap.total_buffers();
+        for (const auto &orphan : heap.orphaned())
+            entry.orphaned.push_back(
+                {orphan.comm(), orphan.pid(), orphan.size(), orphan.map_count(), orphan.refcount()});
+    }
+    return stats;
+}
+
+} // namespace bufclient

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <ionsvc/expected.h>
+#include <ionsvc/unique_fd.h>
+
+namespace ionsvc {
+
+// One source of buffers: ION's heap, a dma-buf heap node, memfd.
+class Heap
+{
+public:
+    virtual ~Heap() = default;
+
+    // Stable name clients ask for, e.g. "memfd".
+    virtual std::string_view name() const = 0;
+    // ION heap type name: "system", "system_contig", "carveout", "dma", ...
+    virtual std::string_view type() const = 0;
+
+    // Allocates one buffer of size bytes (a whole number of pages) and
+    // returns the fd that owns it, or -errno.
+    virtual Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t flags,
+                                             std::string_view buffer_name) = 0;
+};
+
+// A family of heaps behind one kernel interface (memfd, ION, dma-heap,
+// udmabuf). Each backend lives in a file of its own and owns its heaps.
+class Backend
+{
+public:
+    virtual ~Backend() = default;
+
+    virtual std::string_view name() const = 0;
+    // The heaps this backend serves, in a stable order. The backend keeps
+    // them alive for as long as it lives.
+    virtual std::vector<Heap *> heaps() = 0;
+};
+
+} // namespace ionsvc

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+// ionsvcd: the buffer-sharing daemon.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <ionsvc/protocol.h>
+
+#include "allocator.h"
+#include "listener.h"
+#include "server.h"
+#include "service.h"
+
+namespace {
+
+struct Options
+{
+    std::string socket_path{ionsvc::kDefaultSocketPath};
+    std::string backend = "auto";
+    std::string log_level = "info";
+    std::uint64_t max_buffer_size = 1ull << 30;
+};
+
+void set_up_logging(const std::string &level)
+{
+    auto logger = spdlog::stderr_color_mt("ionsvcd");
+    // The journal stamps time and level itself.
+    if (std::getenv("JOURNAL_STREAM"))
+        logger->set_pattern("%v");
+    else
+        logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    logger->set_level(spdlog::level::from_str(level));
+    spdlog::set_default_logger(logger);
+}
+
+int run(const Options &options)
+{
+    using namespace ionsvc;
+
+    auto opened = open_backends(options.backend, real_syscalls());
+    for (const std::string &why : opened.missing)
+        spdlog::info("{}", why);
+    Allocator allocator(std::move(opened.backends));
+    if (allocator.heap_count() == 0) {
+        spdlog::critical("no heap to serve with --backend {}", options.backend);
+        return EXIT_FAILURE;
+    }
+    for (HeapIndex i = 0; i < allocator.heap_count(); ++i) {
+        const HeapEntry &entry = allocator.heap(i);
+        spdlog::info("serving heap '{}' (backend {}, type {}){}", entry.heap->name(), entry.backend,
+                     entry.heap->type(), i == 0 ? ", the default" : "");
+    }
+
+    auto listener = listener_from_systemd();
+    if (listener && !listener->socket)
+        listener = listen_on(options.socket_path);
+    if (!listener) {
+        spdlog::critical("{}", listener.error());
+        return EXIT_FAILURE;
+    }
+    const bool unlink_at_exit = !listener->from_systemd;
+    if (listener->from_systemd)
+        spdlog::info("listening on the socket systemd passed");
+    else
+        spdlog::info("listening on {} (clients and ionsvc-ctl: {}={})", options.socket_path,
+                     kSocketEnvironmentVariable, options.socket_path);
+
+    Service service(allocator, ServiceLimits{options.max_buffer_size});
+    boost::asio::io_context io(1);
+    Server server(io, service, std::move(listener->socket));
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code &error, int signal_number) {
+        if (error)
+            return;
+        spdlog::info("{}: shutting down", strsignal(signal_number));
+        sd_notify(0, "STOPPING=1");
+        server.stop();
+    });
+
+    server.start();
+    sd_notify(0, "READY=1");
+    io.run();
+
+    if (unlink_at_exit)
+        ::unlink(options.socket_path.c_str());
+    spdlog::info("stopped");
+    return EXIT_SUCCESS;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    Options options;
+    CLI::App app{"ionsvcd: hands out dma-buf and memfd buffers to clients over a Unix socket, "
+                 "with per-client accounting"};
+    app.set_version_flag("--version", std::string(IONSVC_VERSION));
+    app.add_option("--socket", options.socket_path, "Path of the listening socket")
+        ->capture_default_str();
+    app.add_option("--backend", options.backend,
+                   "Buffer sources to serve: auto opens every one present")
+        ->check(CLI::IsMember(std::vector<std::string>(std::begin(ionsvc::kBackendChoices),
+                                                       std::end(ionsvc::kBackendChoices))))
+        ->capture_default_str();
+    app.add_option("--log-level", options.log_level, "trace, debug, info, warn, error or critical")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical"}))
+        ->capture_default_str();
+    app.add_option("--max-buffer-size", options.max_buffer_size,
+                   "Largest buffer one allocation may ask for, in bytes (suffixes K, M, G)")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 48))
+        ->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+
+    set_up_logging(options.log_level);
+    // Peers that vanish are seen as EPIPE from sendmsg, never as a signal.
+    ::signal(SIGPIPE, SIG_IGN);
+
+    try {
+        return run(options);
+    } catch (const std::exception &error) {
+        spdlog::critical("fatal: {}", error.what());
+        return EXIT_FAILURE;
+    }
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+#include "server.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <ionsvc/fd_passing.h>
+#include <ionsvc/protocol.h>
+
+namespace ionsvc {
+
+namespace {
+
+// Back-off after accept() fails for want of fds, so that a pending
+// connection does not spin the loop.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+std::string read_comm(pid_t pid)
+{
+    std::ifstream file(fmt::format("/proc/{}/comm", pid));
+    std::string comm;
+    if (!std::getline(file, comm))
+        return "?";
+    return comm;
+}
+
+Expected<ClientIdentity, int> peer_identity(int socket)
+{
+    ucred credentials{};
+    socklen_t length = sizeof(credentials);
+    if (::getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0)
+        return Unexpected{-errno};
+    return ClientIdentity{credentials.pid, credentials.uid, credentials.gid,
+                          read_comm(credentials.pid)};
+}
+
+} // namespace
+
+// One connected client: reads a request, handles it, sends the reply (with
+// its fds), and only then reads the next request. A client that never reads
+// its replies therefore stalls itself, never the daemon or its memory.
+class Session : public std::enable_shared_from_this<Session>
+{
+public:
+    Session(Server &server, SeqPacket::socket socket, ClientId id)
+        : server_(server), socket_(std::move(socket))
+    {
+        context_.id = id;
+    }
+
+    void start() { wait_readable(); }
+
+    void close(std::string_view reason)
+    {
+        if (closed_)
+            return;
+        closed_ = true;
+
+        // The pending reply lends fds owned by the books: drop it first.
+        pending_ = Response{};
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+
+        if (const ClientRecord *record = server_.service_.books().client(context_.id)) {
+            spdlog::info("client {} disconnected: pid {} uid {} comm '{}' name '{}' ({})", context_.id,
+                         record->identity.pid, record->identity.uid, record->identity.comm,
+                         record->name, reason);
+        }
+        server_.service_.disconnect(context_.id);
+        server_.forget(this);
+    }
+
+private:
+    void wait_readable()
+    {
+        socket_.async_wait(SeqPacket::socket::wait_read,
+                           [self = shared_from_this()](const boost::system::error_code &error) {
+                               self->on_readable(error);
+                           });
+    }
+
+    void wait_writable()
+    {
+        socket_.async_wait(SeqPacket::socket::wait_write,
+                           [self = shared_from_this()](const boost::system::error_code &error) {
+                               self->on_writable(error);
+                           });
+    }
+
+    void on_readable(const boost::system::error_code &error)
+    {
+        if (closed_)
+            return;
+        if (error) {
+            close(fmt::format("wait failed: {}", error.message()));
+            return;
+        }
+
+        std::vector<std::byte> &buffer = server_.receive_buffer();
+        // No fds are expected: any that arrive are closed by receive_packet.
+        ReceiveResult received = receive_packet(socket_.native_handle(), buffer, 0, MSG_DONTWAIT);
+        const ssize_t status = received.status;
+        pending_ = Response{};
+        Disposition disposition = Disposition::kKeepOpen;
+
+        if (status == -EAGAIN || status == -EINTR) {
+            wait_readable();
+            return;
+        } else if (status == -EMSGSIZE) {
+            set_error(pending_, StatusCode::kInvalidArgument,
+                      fmt::format("packet larger than the limit of {} bytes", kMaxRequestBytes));
+            disposition = Disposition::kClose;
+        } else if (status == -EPROTO) {
+            set_error(pending_, StatusCode::kInvalidArgument,
+                      "requests carry no file descriptors; the ones sent were closed");
+        } else if (status < 0) {
+            close(fmt::format("receive failed: {}", std::strerror(static_cast<int>(-status))));
+            return;
+        } else if (status == 0 && peer_has_hung_up(socket_.native_handle())) {
+            close("client hung up");
+            return;
+        } else {
+            disposition = server_.service_.handle_packet(
+                context_, std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(status)),
+                pending_);
+        }
+
+        if (disposition == Disposition::kClose)
+            close_reason_ = "protocol violation: " + pending_.reply.message();
+        if (!pending_.reply.SerializeToString(&outgoing_)) {
+            close("could not serialize a reply");
+            return;
+        }
+        send_pending();
+    }
+
+    void on_writable(const boost::system::error_code &error)
+    {
+        if (closed_)
+            return;
+        if (error) {
+            close(fmt::format("wait failed: {}", error.message()));
+            return;
+        }
+        send_pending();
+    }
+
+    void send_pending()
+    {
+        const auto *data = reinterpret_cast<const std::byte *>(outgoing_.data());
+        const ssize_t sent = send_packet(socket_.native_handle(), {data, outgoing_.size()},
+                                         pending_.fds, MSG_DONTWAIT);
+        if (sent == -EAGAIN || sent == -EINTR) {
+            wait_writable();
+            return;
+        }
+        if (sent < 0 && !pending_.fds.empty() && sent != -EPIPE && sent != -ECONNRESET) {
+            // The fds could not travel (e.g. ETOOMANYREFS): take the
+            // buffers back and tell the client why.
+            const int error = static_cast<int>(sent);
+            server_.service_.undo_allocation(context_, pending_);
+            const std::size_t count = pending_.fds.size();
+            pending_ = Response{};
+            set_error(pending_, status_from_errno(error),
+                      fmt::format("could not pass {} buffer fds: {}", count, std::strerror(-error)));
+            if (pending_.reply.SerializeToString(&outgoing_)) {
+                send_pending();
+                return;
+            }
+        }
+        if (sent < 0) {
+            close(fmt::format("send failed: {}", std::strerror(static_cast<int>(-sent))));
+            return;
+        }
+
+        pending_ = Response{};
+        if (!close_reason_.empty()) {
+            close(close_reason_);
+            return;
+        }
+        wait_readable();
+    }
+
+    Server &server_;
+    SeqPacket::socket socket_;
+    ClientContext context_;
+    Response pending_;
+    std::string outgoing_;
+    std::string close_reason_; // set: hang up once the reply is out
+    bool closed_ = false;
+};
+
+Server::Server(boost::asio::io_context &io, Service &service, UniqueFD listening_socket)
+    : io_(io), service_(service), acceptor_(io), accept_retry_(io),
+      receive_buffer_(kMaxRequestBytes)
+{
+    acceptor_.assign(SeqPacket(AF_UNIX, 0), listening_socket.release());
+}
+
+Server::~Server()
+{
+    stop();
+}
+
+void Server::start()
+{
+    accept_next();
+}
+
+void Server::stop()
+{
+    if (stopped_)
+        return;
+    stopped_ = true;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+    // close() removes each session from the map: iterate over a copy.
+    auto sessions = sessions_;
+    for (auto &[raw, session] : sessions)
+        session->close("daemon shutting down");
+}
+
+void Server::accept_next()
+{
+    acceptor_.async_accept([this](const boost::system::error_code &error, SeqPacket::socket socket) {
+        on_accept(error, std::move(socket));
+    });
+}
+
+void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket socket)
+{
+    if (stopped_ || error == boost::asio::error::operation_aborted)
+        return;
+    if (error) {
+        spdlog::warn("accept failed: {}; retrying in {} ms", error.message(), kAcceptRetryDelay.count());
+        accept_retry_.expires_after(kAcceptRetryDelay);
+        accept_retry_.async_wait([this](const boost::system::error_code &wait_error) {
+            if (!wait_error && !stopped_)
+                accept_next();
+        });
+        return;
+    }
+
+    accept_next();
+
+    auto identity = peer_identity(socket.native_handle());
+    if (!identity) {
+        spdlog::warn("dropping a connection: SO_PEERCRED failed: {}", std::strerror(-identity.error()));
+        return;
+    }
+    boost::system::error_code ignored;
+    socket.non_blocking(true, ignored);
+
+    const ClientId id = service_.connect(*identity);
+    spdlog::info("client {} connected: pid {} uid {} gid {} comm '{}'", id, identity->pid,
+                 identity->uid, identity->gid, identity->comm);
+    auto session = std::make_shared<Session>(*this, std::move(socket), id);
+    sessions_.emplace(session.get(), session);
+    session->start();
+}
+
+void Server::forget(Session *session)
+{
+    // Deferred: the caller is a member of the session being forgotten.
+    auto it = sessions_.find(session);
+    if (it == sessions_.end())
+        return;
+    auto keep_alive = std::move(it->second);
+    sessions_.erase(it);
+    boost::asio::post(io_, [keep_alive = std::move(keep_alive)] {});
+}
+
+} // namespace ionsvc

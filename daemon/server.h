@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/generic/seq_packet_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <ionsvc/unique_fd.h>
+
+#include "service.h"
+
+namespace ionsvc {
+
+using SeqPacket = boost::asio::generic::seq_packet_protocol;
+
+class Session;
+
+// Accepts clients on a listening SOCK_SEQPACKET socket and runs one Session
+// per connection, all on one event loop.
+class Server
+{
+public:
+    Server(boost::asio::io_context &io, Service &service, UniqueFD listening_socket);
+    ~Server();
+
+    void start();
+    // Stops accepting and hangs up on every client.
+    void stop();
+
+    std::size_t session_count() const { return sessions_.size(); }
+
+private:
+    friend class Session;
+
+    void accept_next();
+    void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
+    void forget(Session *session);
+    // One buffer for every session's incoming packets: the loop reads one
+    // packet at a time and handles it before it reads the next.
+    std::vector<std::byte> &receive_buffer() { return receive_buffer_; }
+
+    boost::asio::io_context &io_;
+    Service &service_;
+    boost::asio::basic_socket_acceptor<SeqPacket> acceptor_;
+    boost::asio::steady_timer accept_retry_;
+    std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
+    std::vector<std::byte> receive_buffer_;
+    bool stopped_ = false;
+};
+
+} // namespace ionsvc

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ionsvc/status.h>
+
+#include "allocator.h"
+#include "books.h"
+#include "buffer.pb.h"
+
+namespace ionsvc {
+
+struct ServiceLimits
+{
+    std::uint64_t max_buffer_size = 1ull << 30;
+};
+
+// What the daemon knows of one connection beyond the books.
+struct ClientContext
+{
+    ClientId id = 0;
+    bool greeted = false;
+};
+
+// A reply and the fds that travel with it. The fds are lent by the books:
+// they stay valid until the client's next request or its disconnect.
+struct Response
+{
+    wire::Reply reply;
+    std::vector<int> fds;
+    std::vector<BufferId> allocated; // the buffers whose fds these are
+};
+
+enum class Disposition {
+    kKeepOpen,
+    kClose, // a protocol violation: send the reply, then hang up
+};
+
+// The protocol border: turns requests into calls on the allocator and the
+// books, and their -errno results into statuses and messages. Holds no
+// sockets, so that everything here can be driven from a unit test.
+class Service
+{
+public:
+    Service(Allocator &allocator, ServiceLimits limits);
+
+    ClientId connect(ClientIdentity identity);
+    void disconnect(ClientId client);
+
+    // Handles one packet that a client sent.
+    Disposition handle_packet(ClientContext &client, std::span<const std::byte> packet,
+                              Response &response);
+
+    // Takes back the buffers of a reply that could not be delivered.
+    void undo_allocation(ClientContext &client, const Response &response);
+
+    Books &books() { return books_; }
+    const Allocator &allocator() const { return allocator_; }
+    const ServiceLimits &limits() const { return limits_; }
+
+private:
+    void hello(ClientContext &client, const wire::HelloRequest &request, Response &response);
+    void list_heaps(Response &response);
+    void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
+    void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
+    void stats(const wire::StatsRequest &request, Response &response);
+
+    Allocator &allocator_;
+    Books books_;
+    ServiceLimits limits_;
+};
+
+// Fills response with an error status and its message.
+void set_error(Response &response, StatusCode code, std::string message);
+
+} // namespace ionsvc

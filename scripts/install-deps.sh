@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, whatever of ionsvc's build and test dependencies is missing.
+# Idempotent: when everything is present it touches nothing and needs no network.
+set -euo pipefail
+
+packages=(
+    build-essential cmake ninja-build pkg-config
+    libboost-dev
+    libprotobuf-dev protobuf-compiler
+    libspdlog-dev libfmt-dev
+    libsystemd-dev
+    libcli11-dev nlohmann-json3-dev
+    libgtest-dev libgmock-dev
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+if ((EUID != 0)); then
+    echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
