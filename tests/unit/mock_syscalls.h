@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <gmock/gmock.h>
+
+#include "syscalls.h"
+
+namespace ionsvc::testing {
+
+// Calls the kernel unless a test says otherwise: tests fault exactly the
+// calls they name (ENOMEM, EMFILE, ...), which a real kernel will not do on
+// demand.
+class MockSyscalls : public Syscalls
+{
+public:
+    MockSyscalls()
+    {
+        using ::testing::_;
+        ON_CALL(*this, memfd_create(_, _)).WillByDefault([](const char *name, unsigned int flags) {
+            return real_syscalls().memfd_create(name, flags);
+        });
+        ON_CALL(*this, ftruncate(_, _)).WillByDefault([](int fd, off_t length) {
+            return real_syscalls().ftruncate(fd, length);
+        });
+        ON_CALL(*this, add_seals(_, _)).WillByDefault([](int fd, int seals) {
+            return real_syscalls().add_seals(fd, seals);
+        });
+    }
+
+    MOCK_METHOD((Expected<UniqueFD, int>), memfd_create, (const char *name, unsigned int flags),
+                (override));
+    MOCK_METHOD(int, ftruncate, (int fd, off_t length), (override));
+    MOCK_METHOD(int, add_seals, (int fd, int seals), (override));
+};
+
+} // namespace ionsvc::testing

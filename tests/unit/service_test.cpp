@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: MIT
+// The protocol border, driven packet by packet without sockets.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <ionsvc/protocol.h>
+
+#include "fd_count.h"
+#include "memfd_backend.h"
+#include "mock_syscalls.h"
+#include "service.h"
+
+namespace ionsvc {
+namespace {
+
+using ::testing::_;
+using ::testing::HasSubstr;
+using ::testing::NiceMock;
+using ::testing::Return;
+
+constexpr std::uint64_t kMaxBufferSize = 16 << 20;
+
+std::vector<std::unique_ptr<Backend>> memfd_only(Syscalls &syscalls)
+{
+    std::vector<std::unique_ptr<Backend>> backends;
+    backends.push_back(make_memfd_backend(syscalls));
+    return backends;
+}
+
+class ServiceTest : public ::testing::Test
+{
+protected:
+    ServiceTest() : allocator_(memfd_only(syscalls_)), service_(allocator_, ServiceLimits{kMaxBufferSize})
+    {
+        client_.id = service_.connect({1234, 1000, 1000, "camera"});
+    }
+
+    Response send(const std::string &packet, Disposition expected = Disposition::kKeepOpen)
+    {
+        Response response;
+        const Disposition disposition = service_.handle_packet(
+            client_, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, response);
+        EXPECT_EQ(disposition, expected);
+        return response;
+    }
+
+    Response send(const wire::Request &request) { return send(request.SerializeAsString()); }
+
+    Response hello(std::uint32_t version = kProtocolVersion, const std::string &name = "preview")
+    {
+        wire::Request request;
+        request.mutable_hello()->set_protocol_version(version);
+        request.mutable_hello()->set_client_name(name);
+        return send(request);
+    }
+
+    Response alloc(std::uint64_t size, std::uint32_t count = 1, const std::string &heap = "",
+                   std::uint32_t flags = 0)
+    {
+        wire::Request request;
+        auto &alloc = *request.mutable_alloc();
+        alloc.set_size(size);
+        alloc.set_count(count);
+        alloc.set_heap(heap);
+        alloc.set_flags(flags);
+        alloc.set_name("frame");
+        return send(request);
+    }
+
+    Response free(std::initializer_list<std::uint64_t> ids)
+    {
+        wire::Request request;
+        for (const auto id : ids)
+            request.mutable_free()->add_buffer_ids(id);
+        return send(request);
+    }
+
+    const Usage &memfd_usage() { return service_.books().heap_usage(0); }
+
+    // The real kernel unless a test injects a fault.
+    NiceMock<testing::MockSyscalls> syscalls_;
+    Allocator allocator_;
+    Service service_;
+    ClientContext client_;
+};
+
+TEST_F(ServiceTest, HelloAnswersWithTheVersionAndTheLimits)
+{
+    const Response response = hello();
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.reply.hello().protocol_version(), kProtocolVersion);
+    EXPECT_EQ(response.reply.hello().client_id(), client_.id);
+    EXPECT_EQ(response.reply.hello().limits().max_buffer_size(), kMaxBufferSize);
+    EXPECT_EQ(response.reply.hello().limits().max_batch_count(), kMaxBatchCount);
+    EXPECT_EQ(service_.books().client(client_.id)->name, "preview");
+}
+
+TEST_F(ServiceTest, AnotherProtocolVersionIsUnsupported)
+{
+    const Response response = hello(kProtocolVersion + 1);
+    EXPECT_EQ(response.reply.status(), wire::UNSUPPORTED_VERSION);
+    EXPECT_THAT(response.reply.message(), HasSubstr("protocol version 2"));
+    EXPECT_EQ(alloc(4096).reply.status(), wire::INVALID_ARGUMENT);
+}
+
+TEST_F(ServiceTest, RequestsBeforeHelloAreRefused)
+{
+    const Response response = alloc(4096);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("Hello"));
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+}
+
+TEST_F(ServiceTest, AnEmptyPacketIsAnInvalidArgumentAndTheConnectionStays)
+{
+    const Response response = send(std::string{});
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("empty packet"));
+}
+
+TEST_F(ServiceTest, AMalformedPacketClosesTheConnection)
+{
+    const Response response = send(std::string("\xff\xff\xff", 3), Disposition::kClose);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("malformed"));
+}
+
+TEST_F(ServiceTest, ARequestOfAnUnknownKindIsNamedAsSuch)
+{
+    hello();
+    // Field 15, varint 1: a request type from some future protocol.
+    const Response response = send(std::string("\x78\x01", 2));
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("unknown request"));
+}
+
+TEST_F(ServiceTest, AllocationPageAlignsAndLendsTheFdOfEachBuffer)
+{
+    hello();
+    const Response response = alloc(5000, 3);
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    ASSERT_EQ(response.reply.alloc().buffers_size(), 3);
+    ASSERT_EQ(response.fds.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(response.reply.alloc().buffers(i).size(), 8192u);
+        EXPECT_EQ(response.reply.alloc().buffers(i).heap(), "memfd");
+        struct stat status{};
+        ASSERT_EQ(::fstat(response.fds[static_cast<std::size_t>(i)], &status), 0);
+        EXPECT_EQ(status.st_size, 8192);
+    }
+    EXPECT_EQ(memfd_usage().bytes, 3u * 8192u);
+    EXPECT_EQ(memfd_usage().buffers, 3u);
+}
+
+TEST_F(ServiceTest, InvalidAllocationsNameTheirProblemAndChangeNothing)
+{
+    hello();
+    struct Case
+    {
+        std::uint64_t size;
+        std::uint32_t count;
+        std::string heap;
+        std::uint32_t flags;
+        wire::StatusCode status;
+        std::string message;
+    };
+    const Case cases[] = {
+        {0, 1, "", 0, wire::INVALID_ARGUMENT, "size must be greater than zero"},
+        {kMaxBufferSize + 1, 1, "", 0, wire::INVALID_ARGUMENT, "exceeds the maximum buffer size"},
+        {1ull << 63, 1, "", 0, wire::INVALID_ARGUMENT, "exceeds the maximum buffer size"},
+        {UINT64_MAX, 1, "", 0, wire::INVALID_ARGUMENT, "exceeds the maximum buffer size"},
+        {4096, 0, "", 0, wire::INVALID_ARGUMENT, "count must be at least 1"},
+        {4096, kMaxBatchCount + 1, "", 0, wire::INVALID_ARGUMENT, "batch limit"},
+        {4096, 1, "carveout", 0, wire::NO_SUCH_HEAP, "no heap named 'carveout'; this daemon serves: memfd"},
+        {4096, 1, "", 0x10, wire::INVALID_ARGUMENT, "unknown flags 0x10"},
+    };
+    for (const Case &c : cases) {
+        const Response response = alloc(c.size, c.count, c.heap, c.flags);
+        EXPECT_EQ(response.reply.status(), c.status) << c.message;
+        EXPECT_THAT(response.reply.message(), HasSubstr(c.message));
+        EXPECT_TRUE(response.fds.empty());
+    }
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+}
+
+TEST_F(ServiceTest, IonFlagsAreAccepted)
+{
+    hello();
+    EXPECT_EQ(alloc(4096, 1, "memfd", wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC)
+                  .reply.status(),
+              wire::OK);
+}
+
+TEST_F(ServiceTest, FreeTakesTheBuffersOutOfTheBooks)
+{
+    hello();
+    const Response allocated = alloc(4096, 2);
+    const auto first = allocated.reply.alloc().buffers(0).id();
+    const auto second = allocated.reply.alloc().buffers(1).id();
+    const Response response = free({first, second});
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.reply.free().freed(), 2u);
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+}
+
+TEST_F(ServiceTest, FreeOfAnIdTheClientDoesNotHoldFreesNothing)
+{
+    hello();
+    const auto held = alloc(4096).reply.alloc().buffers(0).id();
+    const Response response = free({held, held + 1000});
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND);
+    EXPECT_THAT(response.reply.message(), HasSubstr("not held by this client"));
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+}
+
+TEST_F(ServiceTest, FreeOfAnotherClientsBufferIsNotFound)
+{
+    hello();
+    ClientContext other{service_.connect({99, 1001, 1001, "intruder"}), true};
+    const auto victim = alloc(4096).reply.alloc().buffers(0).id();
+
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(victim);
+    Response response;
+    const std::string packet = request.SerializeAsString();
+    service_.handle_packet(other, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                           response);
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND);
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+}
+
+TEST_F(ServiceTest, FreeWithNoIdsOrTheSameIdTwiceIsInvalid)
+{
+    hello();
+    const auto id = alloc(4096).reply.alloc().buffers(0).id();
+    EXPECT_EQ(free({}).reply.status(), wire::INVALID_ARGUMENT);
+    const Response twice = free({id, id});
+    EXPECT_EQ(twice.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(twice.reply.message(), HasSubstr("more than once"));
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+}
+
+TEST_F(ServiceTest, StatsNarrowedToAPidCountOnlyThatPid)
+{
+    hello();
+    alloc(4096, 2);
+    ClientContext other{service_.connect({77, 0, 0, "display"}), true};
+    wire::Request other_alloc;
+    other_alloc.mutable_alloc()->set_size(65536);
+    other_alloc.mutable_alloc()->set_count(1);
+    Response ignored;
+    const std::string packet = other_alloc.SerializeAsString();
+    service_.handle_packet(other, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                           ignored);
+    ASSERT_EQ(ignored.reply.status(), wire::OK);
+
+    wire::Request request;
+    request.mutable_stats()->set_pid(77);
+    const Response response = send(request);
+    ASSERT_EQ(response.reply.status(), wire::OK);
+    const auto &stats = response.reply.stats();
+    ASSERT_EQ(stats.clients_size(), 1);
+    EXPECT_EQ(stats.clients(0).pid(), 77u);
+    EXPECT_EQ(stats.clients(0).comm(), "display");
+    ASSERT_EQ(stats.clients(0).heaps_size(), 1);
+    EXPECT_EQ(stats.clients(0).heaps(0).bytes(), 65536u);
+    ASSERT_EQ(stats.heaps_size(), 1);
+    EXPECT_EQ(stats.heaps(0).total_bytes(), 65536u);
+    EXPECT_EQ(stats.heaps(0).total_buffers(), 1u);
+
+    request.mutable_stats()->clear_pid();
+    const Response everyone = send(request);
+    EXPECT_EQ(everyone.reply.stats().clients_size(), 2);
+    EXPECT_EQ(everyone.reply.stats().heaps(0).total_bytes(), 65536u + 2 * 4096u);
+}
+
+TEST_F(ServiceTest, ListHeapsShowsBackendTypeAndLiveUsage)
+{
+    hello();
+    alloc(4096, 3);
+    wire::Request request;
+    request.mutable_list_heaps();
+    const Response response = send(request);
+    ASSERT_EQ(response.reply.list_heaps().heaps_size(), 1);
+    const auto &heap = response.reply.list_heaps().heaps(0);
+    EXPECT_EQ(heap.name(), "memfd");
+    EXPECT_EQ(heap.backend(), "memfd");
+    EXPECT_EQ(heap.type(), "system");
+    EXPECT_EQ(heap.live_buffers(), 3u);
+    EXPECT_EQ(heap.live_bytes(), 3u * 4096u);
+}
+
+TEST_F(ServiceTest, DisconnectDropsEveryBufferOfTheClient)
+{
+    hello();
+    alloc(4096, 4);
+    service_.disconnect(client_.id);
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+    EXPECT_EQ(memfd_usage().bytes, 0u);
+    EXPECT_EQ(service_.books().clients().size(), 0u);
+}
+
+// Faults the kernel will not produce on demand, through the syscall seam.
+class ServiceFaultTest : public ServiceTest
+{
+protected:
+    ServiceFaultTest() { hello(); }
+};
+
+TEST_F(ServiceFaultTest, EnomemIsOutOfMemory)
+{
+    EXPECT_CALL(syscalls_, memfd_create(_, _)).WillOnce(Return(Unexpected{-ENOMEM}));
+    const Response response = alloc(4096);
+    EXPECT_EQ(response.reply.status(), wire::OUT_OF_MEMORY);
+    EXPECT_THAT(response.reply.message(), HasSubstr("Cannot allocate memory"));
+    EXPECT_THAT(response.reply.message(), HasSubstr("heap 'memfd'"));
+}
+
+TEST_F(ServiceFaultTest, EmfileIsResourceExhausted)
+{
+    EXPECT_CALL(syscalls_, memfd_create(_, _)).WillOnce(Return(Unexpected{-EMFILE}));
+    const Response response = alloc(4096);
+    EXPECT_EQ(response.reply.status(), wire::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(response.reply.message(), HasSubstr("Too many open files"));
+}
+
+TEST_F(ServiceFaultTest, AnyOtherErrnoIsInternalWithItsText)
+{
+    EXPECT_CALL(syscalls_, add_seals(_, _)).WillOnce(Return(-EIO));
+    const Response response = alloc(4096);
+    EXPECT_EQ(response.reply.status(), wire::INTERNAL);
+    EXPECT_THAT(response.reply.message(), HasSubstr("Input/output error"));
+}
+
+TEST_F(ServiceFaultTest, ABatchThatFailsHalfwayAllocatesNothingAndLeaksNothing)
+{
+    using ::testing::Invoke;
+    EXPECT_CALL(syscalls_, memfd_create(_, _))
+        .WillOnce(Invoke(&real_syscalls(), &Syscalls::memfd_create))
+        .WillOnce(Invoke(&real_syscalls(), &Syscalls::memfd_create))
+        .WillOnce(Return(Unexpected{-EMFILE}));
+    const std::size_t before = testing::open_fd_count();
+    const Response response = alloc(4096, 5);
+    EXPECT_EQ(response.reply.status(), wire::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(response.reply.message(), HasSubstr("buffer 3 of 5"));
+    EXPECT_TRUE(response.fds.empty());
+    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+}
+
+TEST_F(ServiceFaultTest, TheServiceKeepsServingAfterAFault)
+{
+    EXPECT_CALL(syscalls_, memfd_create(_, _))
+        .WillOnce(Return(Unexpected{-ENOMEM}))
+        .WillOnce(::testing::Invoke(&real_syscalls(), &Syscalls::memfd_create));
+    EXPECT_EQ(alloc(4096).reply.status(), wire::OUT_OF_MEMORY);
+    EXPECT_EQ(alloc(4096).reply.status(), wire::OK);
+}
+
+} // namespace
+} // namespace ionsvc
