@@ -64,16 +64,18 @@ public:
             return;
         closed_ = true;
 
-        // The pending reply lends fds owned by the books: drop it first.
-        pending_ = Response{};
-        boost::system::error_code ignored;
-        socket_.close(ignored);
-
+        // Logged before the hang-up, so that whoever sees the hang-up finds
+        // the line already written.
         if (const ClientRecord *record = server_.service_.books().client(context_.id)) {
             spdlog::info("client {} disconnected: pid {} uid {} comm '{}' name '{}' ({})", context_.id,
                          record->identity.pid, record->identity.uid, record->identity.comm,
                          record->name, reason);
         }
+
+        // The pending reply lends fds owned by the books: drop it first.
+        pending_ = Response{};
+        boost::system::error_code ignored;
+        socket_.close(ignored);
         server_.service_.disconnect(context_.id);
         server_.forget(this);
     }

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+// ionsvc_render: libbufclient's stats as text and JSON, for ionsvc-ctl.
+// Pure functions: no I/O, so every output is unit-tested against golden text.
+//
+// Text views of `ionsvc-ctl stats`:
+//   pids     a table, one row per (pid, heap) summed over the pid's
+//            connections, then a `total` row (see render_pids_table).
+//   heaps    for each heap, a title line `==> heaps/<heap> <==` and then the
+//            body of Android ION's debugfs file heaps/<heap>, byte for byte.
+//   clients  for each client, a title line
+//            `==> clients/<pid>-<client_id> (<comm>, "<name>") <==` and then
+//            the body of ION's debugfs file clients/<pid>-<serial>.
+//   Titles follow head(1)'s multi-file layout; one blank line separates
+//   sections. ION's bodies carry no comm or name, so the titles do.
+//
+// JSON of `ionsvc-ctl stats --json` (the same for every view):
+//   {
+//     "clients": [ { "client_id", "pid", "uid", "gid", "comm", "name",
+//                    "bytes", "buffers",        // sums over "heaps"
+//                    "heaps": [ <usage> ] } ],  // heaps ever used, peak > 0
+//     "heaps":   [ { "name", "backend", "type",
+//                    "total_bytes", "total_buffers",  // orphans included
+//                    "orphaned": [ { "comm", "pid", "size", "map_count",
+//                                    "refcount" } ],
+//                    "orphaned_bytes" } ],
+//     "pids":    [ { "pid", "comm", "uid",
+//                    "clients",                 // number of connections
+//                    "client_ids": [ ... ],
+//                    "bytes", "buffers",        // live, over all its heaps
+//                    "heaps": [ <usage> ] } ]   // summed over connections
+//   }
+//   <usage> = { "heap", "bytes", "buffers", "peak_bytes" }.
+//   A pid's "bytes" is exactly what its processes hold now; a pid's
+//   "peak_bytes" per heap is the sum of its connections' peaks, so with
+//   several connections it is an upper bound of the pid's own peak.
+//   Sizes are exact integers; pids are sorted ascending; heaps follow the
+//   daemon's heap order.
+//
+// JSON of `ionsvc-ctl heaps --json`:
+//   { "heaps": [ { "name", "backend", "type", "live_bytes", "live_buffers",
+//                  "peak_bytes" } ] }
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <bufclient/bufclient.h>
+#include <nlohmann/json.hpp>
+
+namespace ionsvc::ctl {
+
+// One process's usage: its connections' ClientStats summed.
+struct PidStats
+{
+    std::uint32_t pid = 0;
+    // Of the pid's first connection (lowest client_id). A process keeps
+    // them across connections unless it renames itself or changes uid.
+    std::string comm;
+    std::uint32_t uid = 0;
+    std::vector<std::uint64_t> client_ids;
+    std::uint64_t bytes = 0;
+    std::uint64_t buffers = 0;
+    // Every heap any of its connections has used, in the daemon's heap order.
+    std::vector<bufclient::HeapUsage> heaps;
+};
+
+// The single place clients are summed per pid; both the pids table and the
+// JSON's "pids" use it. Sorted by pid.
+std::vector<PidStats> aggregate_by_pid(const bufclient::Stats &stats);
+
+// The pids view: columns PID COMM UID CLIENTS HEAP BUFFERS BYTES SIZE PEAK.
+// BYTES and PEAK are exact byte counts, SIZE is BYTES for humans. A pid
+// without any heap gets one row with heap "-". Then a `total` row over the
+// rows above, and, if the daemon reports orphaned buffers (counted by no
+// pid), one line with their count and bytes.
+std::string render_pids_table(const bufclient::Stats &stats);
+
+// The heaps view: ION's debugfs heaps/<heap> for each heap.
+std::string render_ion_heaps(const bufclient::Stats &stats);
+
+// The clients view: ION's debugfs clients/<client> for each client.
+std::string render_ion_clients(const bufclient::Stats &stats);
+
+// `ionsvc-ctl heaps`: columns HEAP BACKEND TYPE BUFFERS BYTES SIZE PEAK.
+std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps);
+
+nlohmann::json stats_to_json(const bufclient::Stats &stats);
+nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps);
+
+// Pretty-printed JSON and a newline. Strings that are not valid UTF-8 (a
+// comm is whatever bytes the process chose) get U+FFFD instead of throwing.
+std::string json_text(const nlohmann::json &json);
+
+// A byte count for humans: "512B", "4.0KiB", "1.5MiB" (no space, so a
+// table row stays one word per column).
+std::string human_size(std::uint64_t bytes);
+
+// How a libbufclient error reads on stderr: "ionsvc-ctl: <STATUS>: <message>".
+std::string error_text(const bufclient::Error &error);
+
+} // namespace ionsvc::ctl

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: MIT
+#include "harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+namespace ionsvc::testing {
+
+namespace {
+
+constexpr auto kStartTimeout = std::chrono::seconds(20);
+constexpr auto kEventuallyTimeout = std::chrono::seconds(20);
+
+UniqueFD bind_notify_socket(const std::string &path)
+{
+    UniqueFD socket{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    if (::bind(socket.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) < 0)
+        ADD_FAILURE() << "bind " << path << ": " << std::strerror(errno);
+    return socket;
+}
+
+std::string read_file(const std::string &path)
+{
+    std::ifstream file(path);
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+}
+
+int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+[[noreturn]] void exec(const std::vector<std::string> &arguments)
+{
+    std::vector<char *> argv;
+    for (const auto &argument : arguments)
+        argv.push_back(const_cast<char *>(argument.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
+    ::_exit(127);
+}
+
+} // namespace
+
+TemporaryDirectory::TemporaryDirectory()
+{
+    char pattern[] = "/tmp/ionsvc-test-XXXXXX";
+    if (!::mkdtemp(pattern))
+        ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    path_ = pattern;
+}
+
+TemporaryDirectory::~TemporaryDirectory()
+{
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+pid_t start_daemon(const std::vector<std::string> &arguments, const std::string &log_path,
+                   const std::string &notify_path, std::function<void()> before_exec)
+{
+    UniqueFD notify = bind_notify_socket(notify_path);
+
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ::dup2(log, STDERR_FILENO);
+        ::dup2(log, STDOUT_FILENO);
+        ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+        if (before_exec)
+            before_exec();
+        exec(arguments);
+    }
+
+    // READY=1 says the socket is listening; nothing else is waited for.
+    const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pollfd pfd{notify.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 200) > 0) {
+            char message[512] = {};
+            const ssize_t n = ::recv(notify.get(), message, sizeof(message) - 1, 0);
+            if (n > 0 && std::string_view(message).find("READY=1") != std::string_view::npos)
+                return pid;
+        }
+        int status;
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            ADD_FAILURE() << "ionsvcd exited with " << decode_status(status)
+                          << " before it was ready:\n" << read_file(log_path);
+            return -1;
+        }
+    }
+    ADD_FAILURE() << "ionsvcd did not report READY=1 in time:\n" << read_file(log_path);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return -1;
+}
+
+DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments)
+    : socket_path_(directory_.path() + "/run/ionsvc.sock")
+{
+    std::vector<std::string> arguments = {ionsvcd_path(), "--socket", socket_path_, "--backend", "memfd"};
+    // Debug logs help a failing test, unless the test is about log levels.
+    if (std::find(extra_arguments.begin(), extra_arguments.end(), "--log-level") == extra_arguments.end())
+        arguments.insert(arguments.end(), {"--log-level", "debug"});
+    arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
+    pid_ = start_daemon(arguments, directory_.path() + "/ionsvcd.log",
+                        directory_.path() + "/notify");
+}
+
+DaemonProcess::~DaemonProcess()
+{
+    if (pid_ > 0)
+        terminate();
+}
+
+int DaemonProcess::terminate()
+{
+    if (pid_ <= 0)
+        return -1;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+}
+
+void DaemonProcess::kill()
+{
+    if (pid_ <= 0)
+        return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+}
+
+std::string DaemonProcess::log() const
+{
+    return read_file(directory_.path() + "/ionsvcd.log");
+}
+
+std::size_t DaemonProcess::open_fds() const
+{
+    std::size_t count = 0;
+    for ([[maybe_unused]] const auto &entry :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd"))
+        ++count;
+    return count;
+}
+
+bufclient::Client DaemonProcess::connect(const std::string &client_name) const
+{
+    auto client = bufclient::Client::connect({.socket_path = socket_path_, .client_name = client_name});
+    if (!client) {
+        ADD_FAILURE() << "connect: " << client.error().message;
+        std::abort();
+    }
+    return std::move(*client);
+}
+
+ChildProcess::ChildProcess(std::function<int()> body)
+{
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        int code = 1;
+        try {
+            code = body();
+        } catch (...) {
+            code = 99;
+        }
+        ::_exit(code);
+    }
+}
+
+ChildProcess::ChildProcess(ChildProcess &&other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
+
+ChildProcess::~ChildProcess()
+{
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        wait();
+    }
+}
+
+int ChildProcess::wait()
+{
+    if (pid_ <= 0)
+        return -1;
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return decode_status(status);
+}
+
+Signal::Signal()
+{
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) < 0)
+        ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    read_end_.reset(fds[0]);
+    write_end_.reset(fds[1]);
+}
+
+void Signal::raise()
+{
+    const char byte = 1;
+    if (::write(write_end_.get(), &byte, 1) != 1)
+        std::abort();
+}
+
+bool Signal::wait()
+{
+    char byte;
+    return ::read(read_end_.get(), &byte, 1) == 1;
+}
+
+CommandResult run_command(const std::vector<std::string> &argv)
+{
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0)
+        return {};
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], STDOUT_FILENO);
+        ::dup2(err[1], STDERR_FILENO);
+        exec(argv);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    UniqueFD out_read{out[0]}, err_read{err[0]};
+
+    CommandResult result;
+    // Drain both pipes together, so that neither can fill up and stall the
+    // command.
+    pollfd pfds[2] = {{out_read.get(), POLLIN, 0}, {err_read.get(), POLLIN, 0}};
+    std::string *sinks[2] = {&result.out, &result.err};
+    int open_pipes = 2;
+    while (open_pipes > 0 && ::poll(pfds, 2, -1) > 0) {
+        for (int i = 0; i < 2; ++i) {
+            if (pfds[i].fd < 0 || !pfds[i].revents)
+                continue;
+            char chunk[4096];
+            const ssize_t n = ::read(pfds[i].fd, chunk, sizeof(chunk));
+            if (n > 0) {
+                sinks[i]->append(chunk, static_cast<std::size_t>(n));
+            } else {
+                pfds[i].fd = -1;
+                --open_pipes;
+            }
+        }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    result.exit_code = decode_status(status);
+    return result;
+}
+
+std::string ionsvcd_path()
+{
+    return IONSVCD_PATH;
+}
+
+std::string ionsvc_ctl_path()
+{
+    return IONSVC_CTL_PATH;
+}
+
+bool eventually(const std::function<bool()> &condition)
+{
+    const auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (condition())
+            return true;
+    }
+    return condition();
+}
+
+} // namespace ionsvc::testing

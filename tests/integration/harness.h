@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// Real processes for integration tests: the real ionsvcd on a private
+// socket, forked clients, and commands run to completion.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <bufclient/bufclient.h>
+#include <ionsvc/unique_fd.h>
+
+namespace ionsvc::testing {
+
+// A private directory under /tmp, removed with everything in it.
+class TemporaryDirectory
+{
+public:
+    TemporaryDirectory();
+    ~TemporaryDirectory();
+    const std::string &path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// ionsvcd, started on a socket of its own and known to be serving: the
+// fixture waits for its sd_notify READY=1, not for time to pass.
+class DaemonProcess
+{
+public:
+    explicit DaemonProcess(std::vector<std::string> extra_arguments = {});
+    ~DaemonProcess();
+
+    pid_t pid() const { return pid_; }
+    const std::string &socket_path() const { return socket_path_; }
+    const std::string &directory() const { return directory_.path(); }
+
+    // SIGTERM, then the exit status (as from waitpid) once it is gone.
+    int terminate();
+    // SIGKILL and reap.
+    void kill();
+    // What it wrote on stderr so far.
+    std::string log() const;
+
+    std::size_t open_fds() const;
+    bufclient::Client connect(const std::string &client_name = "test") const;
+
+private:
+    TemporaryDirectory directory_;
+    std::string socket_path_;
+    pid_t pid_ = -1;
+};
+
+// Starts ionsvcd with argv and environment additions and returns once it
+// said READY=1 (or fails the test). Used by DaemonProcess and by tests that
+// start it in unusual ways.
+pid_t start_daemon(const std::vector<std::string> &arguments, const std::string &log_path,
+                   const std::string &notify_path, std::function<void()> before_exec = {});
+
+// Forks a child that runs body and exits with its return value.
+class ChildProcess
+{
+public:
+    explicit ChildProcess(std::function<int()> body);
+    ~ChildProcess();
+    ChildProcess(ChildProcess &&other) noexcept;
+    ChildProcess(const ChildProcess &) = delete;
+
+    pid_t pid() const { return pid_; }
+    // The exit code, or 128 + signal for a child that was killed.
+    int wait();
+
+private:
+    pid_t pid_ = -1;
+};
+
+// A pipe used as a one-byte signal between processes.
+class Signal
+{
+public:
+    Signal();
+    void raise();   // write one byte
+    bool wait();    // read one byte; false on EOF or error
+    void close_write_end() { write_end_.reset(); }
+    void close_read_end() { read_end_.reset(); }
+
+private:
+    UniqueFD read_end_;
+    UniqueFD write_end_;
+};
+
+struct CommandResult
+{
+    int exit_code = -1;
+    std::string out;
+    std::string err;
+};
+
+// Runs a program to completion and collects its output.
+CommandResult run_command(const std::vector<std::string> &argv);
+
+// Paths of the binaries under test, from the build.
+std::string ionsvcd_path();
+std::string ionsvc_ctl_path();
+
+// Polls condition (each poll costing one round trip or syscall, never a
+// sleep) until it holds or a generous deadline passes.
+bool eventually(const std::function<bool()> &condition);
+
+} // namespace ionsvc::testing

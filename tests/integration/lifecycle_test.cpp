@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MIT
+// Starting, stopping and losing the daemon.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace ionsvc::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+UniqueFD bound_socket(const std::string &path, bool listening)
+{
+    UniqueFD socket{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    EXPECT_EQ(::bind(socket.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
+    if (listening) {
+        EXPECT_EQ(::listen(socket.get(), 16), 0);
+    }
+    return socket;
+}
+
+TEST(Lifecycle, SigtermShutsDownCleanlyAndRemovesTheSocket)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    ASSERT_TRUE(client.allocate({.size = 4096}));
+    ASSERT_TRUE(std::filesystem::exists(daemon.socket_path()));
+
+    const int status = daemon.terminate();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_FALSE(std::filesystem::exists(daemon.socket_path()));
+    EXPECT_THAT(daemon.log(), HasSubstr("shutting down"));
+}
+
+TEST(Lifecycle, ConnectAndDisconnectAreLoggedWithPidUidAndComm)
+{
+    DaemonProcess daemon({"--log-level", "info"});
+    {
+        auto client = daemon.connect("logged");
+        for (int i = 0; i < 10; ++i)
+            ASSERT_TRUE(client.allocate({.size = 4096}));
+    }
+    auto observer = daemon.connect("observer");
+    ASSERT_TRUE(eventually([&] { return observer.stats()->clients.size() == 1; }));
+
+    std::ifstream comm_file("/proc/self/comm");
+    std::string comm;
+    std::getline(comm_file, comm);
+    const std::string log = daemon.log();
+    const std::string who = "pid " + std::to_string(::getpid()) + " uid " + std::to_string(::getuid());
+    EXPECT_THAT(log, HasSubstr("client 1 connected: " + who));
+    EXPECT_THAT(log, HasSubstr("client 1 disconnected: " + who + " comm '" + comm + "' name 'logged'"));
+    // Nothing per allocation at info level.
+    EXPECT_THAT(log, Not(HasSubstr("4096")));
+}
+
+TEST(Lifecycle, AStaleSocketFileIsReplaced)
+{
+    TemporaryDirectory directory;
+    const std::string path = directory.path() + "/ionsvc.sock";
+    bound_socket(path, false); // closed at once: the file stays, nobody listens
+    ASSERT_TRUE(std::filesystem::exists(path));
+
+    const pid_t pid = start_daemon({ionsvcd_path(), "--socket", path}, directory.path() + "/log",
+                                   directory.path() + "/notify");
+    ASSERT_GT(pid, 0);
+    auto client = bufclient::Client::connect({.socket_path = path});
+    EXPECT_TRUE(client) << client.error().message;
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+}
+
+TEST(Lifecycle, ASecondDaemonOnALiveSocketRefusesToStart)
+{
+    DaemonProcess daemon;
+    const CommandResult second = run_command({ionsvcd_path(), "--socket", daemon.socket_path()});
+    EXPECT_NE(second.exit_code, 0);
+    EXPECT_THAT(second.err, HasSubstr("another daemon already listens on"));
+    // The first one is untouched.
+    auto client = daemon.connect();
+    EXPECT_TRUE(client.allocate({.size = 4096}));
+}
+
+TEST(Lifecycle, AFileThatIsNotASocketIsLeftAlone)
+{
+    TemporaryDirectory directory;
+    const std::string path = directory.path() + "/precious";
+    std::ofstream(path) << "data";
+    const CommandResult result = run_command({ionsvcd_path(), "--socket", path});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, HasSubstr("exists and is not a socket"));
+    EXPECT_EQ(std::filesystem::file_size(path), 4u);
+}
+
+TEST(Lifecycle, ASocketPassedBySystemdIsServedAndNotUnlinked)
+{
+    TemporaryDirectory directory;
+    const std::string path = directory.path() + "/activated.sock";
+    UniqueFD listening = bound_socket(path, true);
+    const int passed = listening.get();
+
+    const pid_t pid = start_daemon({ionsvcd_path(), "--socket", directory.path() + "/unused.sock"},
+                                   directory.path() + "/log", directory.path() + "/notify", [&] {
+                                       // As systemd does: fd 3, and LISTEN_PID naming the daemon.
+                                       ::dup2(passed, 3);
+                                       ::setenv("LISTEN_FDS", "1", 1);
+                                       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+                                   });
+    ASSERT_GT(pid, 0);
+    listening.reset();
+
+    auto client = bufclient::Client::connect({.socket_path = path});
+    ASSERT_TRUE(client) << client.error().message;
+    EXPECT_TRUE(client->allocate({.size = 4096}));
+    EXPECT_FALSE(std::filesystem::exists(directory.path() + "/unused.sock"));
+
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+    EXPECT_TRUE(std::filesystem::exists(path)) << "systemd's socket file was removed";
+}
+
+TEST(Lifecycle, ADeadDaemonIsAnErrorForItsClientsNotACrash)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.size = 4096});
+    ASSERT_TRUE(buffers);
+    daemon.kill();
+
+    auto after = client.allocate({.size = 4096});
+    ASSERT_FALSE(after);
+    EXPECT_EQ(after.error().code, StatusCode::kUnavailable);
+    EXPECT_THAT(after.error().message, HasSubstr("ionsvcd"));
+    auto again = client.stats();
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, StatusCode::kUnavailable);
+
+    // What the client already held is still good memory.
+    auto mapping = buffers->front().map();
+    ASSERT_TRUE(mapping);
+    static_cast<char *>(mapping->data())[0] = 'x';
+}
+
+TEST(Lifecycle, ASilentDaemonIsAnErrorAfterTheTimeoutNotAHang)
+{
+    DaemonProcess daemon;
+    auto client = bufclient::Client::connect({.socket_path = daemon.socket_path(),
+                                              .timeout = std::chrono::milliseconds(100)});
+    ASSERT_TRUE(client);
+    ::kill(daemon.pid(), SIGSTOP);
+    auto stats = client->stats();
+    ::kill(daemon.pid(), SIGCONT);
+    ASSERT_FALSE(stats);
+    EXPECT_EQ(stats.error().code, StatusCode::kUnavailable);
+    EXPECT_THAT(stats.error().message, HasSubstr("no reply within 100 ms"));
+}
+
+TEST(Lifecycle, ConnectingWhereNoDaemonListensIsUnavailable)
+{
+    TemporaryDirectory directory;
+    auto client = bufclient::Client::connect({.socket_path = directory.path() + "/nobody.sock"});
+    ASSERT_FALSE(client);
+    EXPECT_EQ(client.error().code, StatusCode::kUnavailable);
+    EXPECT_THAT(client.error().message, HasSubstr("nobody.sock"));
+}
+
+TEST(Lifecycle, ClientsFindTheDaemonThroughIonsvcSocket)
+{
+    DaemonProcess daemon;
+    ::setenv("IONSVC_SOCKET", daemon.socket_path().c_str(), 1);
+    auto client = bufclient::Client::connect();
+    ::unsetenv("IONSVC_SOCKET");
+    EXPECT_TRUE(client) << client.error().message;
+}
+
+} // namespace
+} // namespace ionsvc::testing

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// Buffers from the real daemon, used and shared by real processes.
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include <ionsvc/fd_passing.h>
+
+#include "harness.h"
+
+namespace ionsvc::testing {
+namespace {
+
+constexpr std::size_t kSize = 1 << 20;
+
+unsigned char pattern_at(std::size_t offset)
+{
+    return static_cast<unsigned char>((offset * 31 + 7) & 0xff);
+}
+
+TEST(Sharing, ABufferWrittenByOneProcessIsReadByAnotherThroughAPassedFd)
+{
+    DaemonProcess daemon;
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFD a_end{pair[0]}, b_end{pair[1]};
+
+    // A: allocates through the daemon, fills the buffer, hands the fd to B,
+    // and waits for B's answer written into the same memory.
+    ChildProcess a([&] {
+        b_end.reset();
+        auto client = bufclient::Client::connect({.socket_path = daemon.socket_path(),
+                                                  .client_name = "producer"});
+        if (!client)
+            return 10;
+        auto buffers = client->allocate({.size = kSize, .name = "shared-frame"});
+        if (!buffers || buffers->size() != 1)
+            return 11;
+        auto mapping = buffers->front().map();
+        if (!mapping)
+            return 12;
+        auto *bytes = static_cast<unsigned char *>(mapping->data());
+        for (std::size_t i = 0; i < kSize; ++i)
+            bytes[i] = pattern_at(i);
+        const int lent[] = {buffers->front().fd()};
+        if (send_packet(a_end.get(), {}, lent) < 0)
+            return 13;
+        std::byte done[1];
+        if (receive_packet(a_end.get(), done, 0).status != 1)
+            return 14;
+        return bytes[0] == 0xee && bytes[kSize - 1] == 0xee ? 0 : 15;
+    });
+
+    // B: never talks to the daemon; it only has the fd A passed.
+    ChildProcess b([&] {
+        a_end.reset();
+        std::byte nothing[1];
+        auto received = receive_packet(b_end.get(), nothing, 1);
+        if (received.status < 0 || received.fds.size() != 1)
+            return 20;
+        auto mapping = bufclient::Mapping::map(received.fds[0].get(), kSize);
+        if (!mapping)
+            return 21;
+        auto *bytes = static_cast<unsigned char *>(mapping->data());
+        for (std::size_t i = 0; i < kSize; ++i) {
+            if (bytes[i] != pattern_at(i))
+                return 22;
+        }
+        bytes[0] = 0xee;
+        bytes[kSize - 1] = 0xee;
+        const std::byte done[1] = {std::byte{1}};
+        return send_packet(b_end.get(), done, {}) == 1 ? 0 : 23;
+    });
+
+    a_end.reset();
+    b_end.reset();
+    EXPECT_EQ(b.wait(), 0);
+    EXPECT_EQ(a.wait(), 0);
+}
+
+TEST(Sharing, AnFdOutlivesItsFreeAndItsClientsConnection)
+{
+    DaemonProcess daemon;
+    UniqueFD kept;
+    {
+        auto client = daemon.connect("short-lived");
+        auto buffers = client.allocate({.size = 4096});
+        ASSERT_TRUE(buffers) << buffers.error().message;
+        auto mapping = buffers->front().map();
+        ASSERT_TRUE(mapping);
+        std::memcpy(mapping->data(), "still here", 11);
+        ASSERT_TRUE(client.free(buffers->front()));
+        kept = buffers->front().take_fd();
+    }
+    auto mapping = bufclient::Mapping::map(kept.get(), 4096);
+    ASSERT_TRUE(mapping);
+    EXPECT_STREQ(static_cast<const char *>(mapping->data()), "still here");
+}
+
+TEST(Sharing, ABatchArrivesAsDistinctBuffersInOneReply)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.size = 8192, .count = 16});
+    ASSERT_TRUE(buffers) << buffers.error().message;
+    ASSERT_EQ(buffers->size(), 16u);
+    std::vector<bufclient::Mapping> mappings;
+    for (std::size_t i = 0; i < buffers->size(); ++i) {
+        auto mapping = (*buffers)[i].map();
+        ASSERT_TRUE(mapping);
+        static_cast<unsigned char *>(mapping->data())[0] = static_cast<unsigned char>(i);
+        mappings.push_back(std::move(*mapping));
+    }
+    for (std::size_t i = 0; i < mappings.size(); ++i)
+        EXPECT_EQ(static_cast<unsigned char *>(mappings[i].data())[0], i);
+    for (std::size_t i = 1; i < buffers->size(); ++i)
+        EXPECT_NE((*buffers)[i].id(), (*buffers)[i - 1].id());
+}
+
+} // namespace
+} // namespace ionsvc::testing
