@@ -134,8 +134,13 @@ DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments)
 
 DaemonProcess::~DaemonProcess()
 {
-    if (pid_ > 0)
-        terminate();
+    if (pid_ <= 0)
+        return;
+    // Every test also checks that the daemon shuts down cleanly: under the
+    // sanitizers a leak or an error shows here as a non-zero exit.
+    const int status = terminate();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        ADD_FAILURE() << "ionsvcd did not exit cleanly (status " << status << "):\n" << log();
 }
 
 int DaemonProcess::terminate()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Quick start, part 2: install what is missing, build, and run the whole test
+# suite through ctest: once in the release build (warnings as errors), once
+# built with AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+jobs=$(nproc)
+
+for preset in default asan; do
+    echo "=== $preset: configure, build, test"
+    cmake --preset "$preset" >/dev/null
+    cmake --build --preset "$preset" -j "$jobs"
+    ctest --preset "$preset" -j "$jobs"
+done
