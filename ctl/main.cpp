@@ -68,6 +68,10 @@ int run_stats(const Options &options, bool pid_given)
     auto stats = client->stats(pid, options.view);
     if (!stats)
         return fail(stats.error());
+    // ionsvc-ctl's own connection holds nothing: leave it out of the views.
+    std::erase_if(stats->clients, [&](const bufclient::ClientStats &entry) {
+        return entry.client_id == client->server().client_id;
+    });
 
     if (options.json)
         return print(json_text(stats_to_json(*stats)));

@@ -45,7 +45,7 @@ int consume(ionsvc::UniqueFD channel, std::size_t size)
         }
     }
     std::cout << "consumer pid " << ::getpid() << ": read all " << size
-              << " bytes the producer wrote, through the fd alone\n";
+              << " bytes the producer wrote, through the fd alone" << std::endl;
     return 0;
 }
 

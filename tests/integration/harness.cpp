@@ -296,6 +296,11 @@ std::string ionsvc_ctl_path()
     return IONSVC_CTL_PATH;
 }
 
+std::string share_demo_path()
+{
+    return IONSVC_SHARE_DEMO_PATH;
+}
+
 bool eventually(const std::function<bool()> &condition)
 {
     const auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;

@@ -106,6 +106,7 @@ CommandResult run_command(const std::vector<std::string> &argv);
 // Paths of the binaries under test, from the build.
 std::string ionsvcd_path();
 std::string ionsvc_ctl_path();
+std::string share_demo_path();
 
 // Polls condition (each poll costing one round trip or syscall, never a
 // sleep) until it holds or a generous deadline passes.

@@ -119,5 +119,15 @@ TEST(Sharing, ABatchArrivesAsDistinctBuffersInOneReply)
         EXPECT_NE((*buffers)[i].id(), (*buffers)[i - 1].id());
 }
 
+TEST(Sharing, TheShareDemoOfTheReadmeTourWorks)
+{
+    DaemonProcess daemon;
+    const CommandResult result =
+        run_command({share_demo_path(), "--socket", daemon.socket_path(), "--size", "1M"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_NE(result.out.find("read all 1048576 bytes the producer wrote"), std::string::npos)
+        << result.out;
+}
+
 } // namespace
 } // namespace ionsvc::testing

@@ -84,6 +84,14 @@ TEST(Stats, IonsvcCtlJsonShowsExactlyWhatEachProcessHolds)
     EXPECT_EQ(second.wait(), 0);
 }
 
+TEST(Stats, IonsvcCtlLeavesItsOwnConnectionOut)
+{
+    DaemonProcess daemon;
+    const json stats = stats_json(daemon);
+    EXPECT_TRUE(stats["pids"].empty()) << stats.dump(2);
+    EXPECT_TRUE(stats["clients"].empty()) << stats.dump(2);
+}
+
 TEST(Stats, ADisconnectEmptiesTheBooks)
 {
     DaemonProcess daemon;
