@@ -189,7 +189,13 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         return;
     }
 
-    const std::string name = request.name().substr(0, kMaxNameLength);
+    // Unnamed buffers carry their owner's name, so that /proc/<pid>/fd of
+    // whoever holds one says where it came from.
+    std::string name = request.name().substr(0, kMaxNameLength);
+    if (name.empty()) {
+        if (const ClientRecord *record = books_.client(client.id))
+            name = fmt::format("{}:{}", record->identity.comm, record->identity.pid);
+    }
 
     // All or nothing: nothing enters the books until every buffer exists.
     std::vector<UniqueFD> fds;

@@ -2,6 +2,8 @@
 // The protocol border, driven packet by packet without sockets.
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include <ionsvc/protocol.h>
@@ -151,6 +153,18 @@ TEST_F(ServiceTest, AllocationPageAlignsAndLendsTheFdOfEachBuffer)
     }
     EXPECT_EQ(memfd_usage().bytes, 3u * 8192u);
     EXPECT_EQ(memfd_usage().buffers, 3u);
+}
+
+TEST_F(ServiceTest, AnUnnamedBufferIsNamedAfterItsOwner)
+{
+    hello();
+    wire::Request request;
+    request.mutable_alloc()->set_size(4096);
+    request.mutable_alloc()->set_count(1);
+    const Response response = send(request);
+    ASSERT_EQ(response.fds.size(), 1u);
+    const auto target = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(response.fds[0]));
+    EXPECT_EQ(target.string().rfind("/memfd:camera:1234", 0), 0u) << target;
 }
 
 TEST_F(ServiceTest, InvalidAllocationsNameTheirProblemAndChangeNothing)
