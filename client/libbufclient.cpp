@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <bufclient/bufclient.h>
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +90,11 @@ public:
     Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout)
         : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout)
     {
+        // The kernel enforces the reply timeout: no poll() per round trip.
+        const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
+        const timeval limit{static_cast<time_t>(micros / 1'000'000),
+                            static_cast<suseconds_t>(micros % 1'000'000)};
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
     }
 
     struct Answer
@@ -98,43 +103,47 @@ public:
         std::vector<UniqueFD> fds;
     };
 
+    enum class ReplySize { kBounded, kUnbounded };
+
     // Sends request and returns the reply with an OK status, or the error.
-    Result<Answer> transact(const ionsvc::wire::Request &request)
+    Result<Answer> transact(const ionsvc::wire::Request &request,
+                            ReplySize reply_size = ReplySize::kBounded)
     {
         std::lock_guard lock(mutex_);
         if (!socket_)
             return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
                                                          " was lost earlier: " + lost_reason_);
 
-        std::string packet;
-        if (!request.SerializeToString(&packet))
-            return failure(StatusCode::kInternal, "could not serialize the request");
-        const ssize_t sent = ionsvc::send_packet(
-            socket_.get(), {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, {});
+        const ssize_t sent = send(request);
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
 
-        pollfd pfd{socket_.get(), POLLIN, 0};
-        int ready;
-        do {
-            ready = ::poll(&pfd, 1, static_cast<int>(timeout_.count()));
-        } while (ready < 0 && errno == EINTR);
-        if (ready < 0)
-            return lose("poll failed: " + errno_text(errno));
-        if (ready == 0)
-            return lose("no reply within " + std::to_string(timeout_.count()) + " ms");
+        // Replies other than Stats are small and bounded: they are read
+        // straight into the buffer. Stats can be any size: peek at it first.
+        // Both block for at most the timeout (SO_RCVTIMEO).
+        std::size_t capacity = kBoundedReplyBytes;
+        if (reply_size == ReplySize::kUnbounded) {
+            const ssize_t size = retry_on_eintr([&] { return ionsvc::peek_packet_size(socket_.get()); });
+            if (size == -EAGAIN)
+                return lose(no_reply_text());
+            if (size < 0)
+                return lose("receiving the reply failed: " + errno_text(static_cast<int>(-size)));
+            capacity = std::max(capacity, static_cast<std::size_t>(size));
+        }
+        if (receive_buffer_.size() < capacity)
+            receive_buffer_.resize(capacity);
 
-        const ssize_t size = ionsvc::peek_packet_size(socket_.get(), MSG_DONTWAIT);
-        if (size < 0)
-            return lose("receiving the reply failed: " + errno_text(static_cast<int>(-size)));
-        if (size == 0)
+        auto received = ionsvc::receive_packet(socket_.get(), receive_buffer_, ionsvc::kMaxFdsPerMessage);
+        while (received.status == -EINTR)
+            received = ionsvc::receive_packet(socket_.get(), receive_buffer_, ionsvc::kMaxFdsPerMessage);
+        if (received.status == -EAGAIN)
+            return lose(no_reply_text());
+        if (received.status == 0)
             return lose("ionsvcd closed the connection");
-
-        receive_buffer_.resize(static_cast<std::size_t>(size));
-        auto received = ionsvc::receive_packet(socket_.get(), receive_buffer_,
-                                               ionsvc::kMaxFdsPerMessage, MSG_DONTWAIT);
         if (received.status == -EPROTO)
             return lose("the reply carried more fds than a reply may (MSG_CTRUNC); closed them");
+        if (received.status == -EMSGSIZE)
+            return lose("the reply was larger than " + std::to_string(capacity) + " bytes");
         if (received.status < 0)
             return lose("receiving the reply failed: " + errno_text(static_cast<int>(-received.status)));
 
@@ -147,9 +156,49 @@ public:
         return answer;
     }
 
+    // Sends a request that gets no reply.
+    Result<void> send_only(const ionsvc::wire::Request &request)
+    {
+        std::lock_guard lock(mutex_);
+        if (!socket_)
+            return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
+                                                         " was lost earlier: " + lost_reason_);
+        const ssize_t sent = send(request);
+        if (sent < 0)
+            return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        return {};
+    }
+
     ServerInfo server;
 
 private:
+    ssize_t send(const ionsvc::wire::Request &request)
+    {
+        std::string &packet = send_buffer_;
+        if (!request.SerializeToString(&packet))
+            return -EINVAL;
+        return ionsvc::send_packet(socket_.get(),
+                                   {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, {});
+    }
+
+    // Every reply but Stats fits: an Alloc reply of a whole batch is ~2 KiB.
+    static constexpr std::size_t kBoundedReplyBytes = 16 * 1024;
+
+    template<typename Call>
+    static ssize_t retry_on_eintr(Call call)
+    {
+        ssize_t result;
+        do {
+            result = call();
+        } while (result == -EINTR);
+        return result;
+    }
+
+    std::string no_reply_text() const
+    {
+        return "no reply within " + std::to_string(timeout_.count()) + " ms";
+    }
+
     Unexpected<Error> lose(std::string reason)
     {
         socket_.reset();
@@ -162,6 +211,7 @@ private:
     std::string path_;
     std::chrono::milliseconds timeout_;
     std::vector<std::byte> receive_buffer_;
+    std::string send_buffer_;
     std::string lost_reason_;
 };
 
@@ -264,6 +314,21 @@ Result<void> Client::free(const Buffer &buffer)
     return free(std::span<const std::uint64_t>(&id, 1));
 }
 
+Result<void> Client::release(std::span<const std::uint64_t> buffer_ids)
+{
+    ionsvc::wire::Request request;
+    auto &free_request = *request.mutable_free();
+    free_request.mutable_buffer_ids()->Add(buffer_ids.begin(), buffer_ids.end());
+    free_request.set_no_reply(true);
+    return connection_->send_only(request);
+}
+
+Result<void> Client::release(const Buffer &buffer)
+{
+    const std::uint64_t id = buffer.id();
+    return release(std::span<const std::uint64_t>(&id, 1));
+}
+
 Result<std::vector<HeapInfo>> Client::list_heaps()
 {
     ionsvc::wire::Request request;
@@ -291,7 +356,7 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     case StatsView::kClients: stats_request.set_view(ionsvc::wire::STATS_VIEW_CLIENTS); break;
     }
 
-    auto answer = connection_->transact(request);
+    auto answer = connection_->transact(request, Connection::ReplySize::kUnbounded);
     if (!answer)
         return Unexpected{std::move(answer).error()};
 

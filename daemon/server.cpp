@@ -135,6 +135,11 @@ private:
                 pending_);
         }
 
+        if (pending_.silent) {
+            pending_ = Response{};
+            wait_readable();
+            return;
+        }
         if (disposition == Disposition::kClose)
             close_reason_ = "protocol violation: " + pending_.reply.message();
         if (!pending_.reply.SerializeToString(&outgoing_)) {

@@ -230,6 +230,17 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 void Service::free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response)
 {
     const auto &ids = request.buffer_ids();
+    if (request.no_reply()) {
+        // Nobody hears about ids the client does not hold: free the rest.
+        response.silent = true;
+        std::size_t unknown = 0;
+        for (const BufferId id : ids)
+            unknown += books_.remove_buffer(client.id, id) < 0;
+        if (unknown)
+            SPDLOG_DEBUG("client {}: {} of {} ids to free without reply were not held", client.id,
+                         unknown, ids.size());
+        return;
+    }
     if (ids.empty()) {
         set_error(response, StatusCode::kInvalidArgument, "no buffer ids to free");
         return;

@@ -35,6 +35,7 @@ struct Response
     wire::Reply reply;
     std::vector<int> fds;
     std::vector<BufferId> allocated; // the buffers whose fds these are
+    bool silent = false;             // the request asked for no reply
 };
 
 enum class Disposition {

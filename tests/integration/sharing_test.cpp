@@ -119,6 +119,26 @@ TEST(Sharing, ABatchArrivesAsDistinctBuffersInOneReply)
         EXPECT_NE((*buffers)[i].id(), (*buffers)[i - 1].id());
 }
 
+TEST(Sharing, ReleaseFreesWithoutARoundTripAndTheConversationStaysInStep)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.size = 4096, .count = 3});
+    ASSERT_TRUE(buffers);
+    ASSERT_TRUE(client.release((*buffers)[0]));
+    const std::uint64_t not_held = 424242;
+    ASSERT_TRUE(client.release(std::span<const std::uint64_t>(&not_held, 1)));
+
+    // The next reply is the answer to the next request, and it already
+    // sees the released buffer gone.
+    auto heaps = client.list_heaps();
+    ASSERT_TRUE(heaps) << heaps.error().message;
+    EXPECT_EQ(heaps->front().live_buffers, 2u);
+    auto more = client.allocate({.size = 8192});
+    ASSERT_TRUE(more) << more.error().message;
+    EXPECT_EQ(more->front().size(), 8192u);
+}
+
 TEST(Sharing, TheShareDemoOfTheReadmeTourWorks)
 {
     DaemonProcess daemon;

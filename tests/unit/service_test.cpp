@@ -244,6 +244,21 @@ TEST_F(ServiceTest, FreeOfAnotherClientsBufferIsNotFound)
     EXPECT_EQ(memfd_usage().buffers, 1u);
 }
 
+TEST_F(ServiceTest, AFreeWithoutReplyFreesWhatTheClientHoldsAndAnswersNothing)
+{
+    hello();
+    const Response allocated = alloc(4096, 2);
+    const auto held = allocated.reply.alloc().buffers(0).id();
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(held);
+    request.mutable_free()->add_buffer_ids(held + 1000); // not held: ignored
+    request.mutable_free()->set_no_reply(true);
+    const Response response = send(request);
+    EXPECT_TRUE(response.silent);
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+    EXPECT_EQ(service_.books().buffer(client_.id, held), nullptr);
+}
+
 TEST_F(ServiceTest, FreeWithNoIdsOrTheSameIdTwiceIsInvalid)
 {
     hello();

@@ -212,6 +212,11 @@ public:
     // caller's own fds stay valid.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
+    // Free without waiting for the daemon's answer: one send, no round trip.
+    // Ids this client does not hold are ignored rather than reported. Later
+    // requests on this client see the buffers gone.
+    Result<void> release(std::span<const std::uint64_t> buffer_ids);
+    Result<void> release(const Buffer &buffer);
     Result<std::vector<HeapInfo>> list_heaps();
     Result<Stats> stats(std::optional<pid_t> pid = std::nullopt, StatsView view = StatsView::kPids);
 
