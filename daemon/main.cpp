@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // ionsvcd: the buffer-sharing daemon.
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -42,9 +45,28 @@ void set_up_logging(const std::string &level)
     spdlog::set_default_logger(logger);
 }
 
+// The daemon holds one fd per live buffer and per client: take every fd
+// the hard limit allows.
+void raise_fd_limit()
+{
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) < 0)
+        return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        const rlim_t wanted = limit.rlim_max;
+        limit.rlim_cur = wanted;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) < 0)
+            spdlog::warn("could not raise the fd limit to {}: {}", wanted, std::strerror(errno));
+    }
+    spdlog::info("fd limit {}: room for about that many live buffers and clients",
+                 static_cast<unsigned long long>(limit.rlim_cur));
+}
+
 int run(const Options &options)
 {
     using namespace ionsvc;
+
+    raise_fd_limit();
 
     auto opened = open_backends(options.backend, real_syscalls());
     for (const std::string &why : opened.missing)
