@@ -89,25 +89,22 @@ TEST(MemfdBackend, AZeroSizeIsRefusedWithEinval)
     EXPECT_EQ(fd.error(), -EINVAL);
 }
 
-TEST(MemfdBackend, ReportsEnomemFromMemfdCreate)
+// Failures the kernel gives only under pressure, injected.
+class MemfdCreateFailure : public ::testing::TestWithParam<int>
+{
+};
+
+TEST_P(MemfdCreateFailure, IsReportedAsItsNegativeErrno)
 {
     NiceMock<testing::MockSyscalls> syscalls;
-    EXPECT_CALL(syscalls, memfd_create(_, _)).WillOnce(Return(Unexpected{-ENOMEM}));
+    EXPECT_CALL(syscalls, memfd_create(_, _)).WillOnce(Return(Unexpected{-GetParam()}));
     auto backend = make_memfd_backend(syscalls);
     auto fd = only_heap(*backend).allocate(kSize, 0, "x");
     ASSERT_FALSE(fd);
-    EXPECT_EQ(fd.error(), -ENOMEM);
+    EXPECT_EQ(fd.error(), -GetParam());
 }
 
-TEST(MemfdBackend, ReportsEmfileFromMemfdCreate)
-{
-    NiceMock<testing::MockSyscalls> syscalls;
-    EXPECT_CALL(syscalls, memfd_create(_, _)).WillOnce(Return(Unexpected{-EMFILE}));
-    auto backend = make_memfd_backend(syscalls);
-    auto fd = only_heap(*backend).allocate(kSize, 0, "x");
-    ASSERT_FALSE(fd);
-    EXPECT_EQ(fd.error(), -EMFILE);
-}
+INSTANTIATE_TEST_SUITE_P(MemfdBackend, MemfdCreateFailure, ::testing::Values(ENOMEM, EMFILE, ENFILE));
 
 TEST(MemfdBackend, AFailedFtruncateClosesTheMemfdItCreated)
 {
