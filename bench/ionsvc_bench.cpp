@@ -4,9 +4,9 @@
 //
 // Cases, per buffer size, each iteration timed on its own:
 //   daemon   client.allocate() + client.free() + close of the fd, through ionsvcd
-//            (two request/reply round trips: Alloc, then Free), timed as a
-//            whole and split after the Alloc;
-//   release  the same with client.release(): a Free that gets no reply;
+//            (an Alloc round trip, then a Free that libbufclient checks
+//            itself and sends without waiting for a reply), timed as a whole
+//            and split after the Alloc;
 //   floor    one request/reply round trip over a SOCK_SEQPACKET socketpair to a
 //            forked peer process that memfd_create()s + ftruncate()s + seals a
 //            buffer, replies with its fd (SCM_RIGHTS) and closes its own copy;
@@ -437,7 +437,7 @@ private:
 struct Case
 {
     std::string name;   // e.g. "daemon/4KiB"
-    std::string kind;   // daemon, release, floor, floor2, raw, rtt; "part" in rows
+    std::string kind;   // daemon, floor, floor2, raw, rtt; "part" in rows
     std::uint64_t size = 0;
     std::string baseline; // the case this one is compared with; empty: none
     // The floor with the daemon's second round trip added; empty: none.
@@ -565,26 +565,6 @@ std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const O
         };
         cases.push_back(std::move(daemon));
 
-        // The same with Client::release(): a Free that gets no reply, so one
-        // round trip plus one send.
-        Case release;
-        release.name = "release/" + label;
-        release.kind = "release";
-        release.size = size;
-        release.baseline = "floor/" + label;
-        release.has_split = true;
-        release.run = [&client, request](Clock::time_point *split) {
-            auto buffers = client.allocate(request);
-            if (!buffers)
-                throw BenchError("allocate failed: " + buffers.error().message);
-            *split = Clock::now();
-            if (buffers->size() != 1)
-                throw BenchError("allocate returned " + std::to_string(buffers->size()) + " buffers");
-            if (auto released = client.release(buffers->front()); !released)
-                throw BenchError("release failed: " + released.error().message);
-        };
-        cases.push_back(std::move(release));
-
         Case floor;
         floor.name = "floor/" + label;
         floor.kind = "floor";
@@ -709,12 +689,10 @@ std::vector<Row> make_rows(const std::vector<Case> &cases)
             std::vector<std::int64_t> second(bench_case.samples_ns.size());
             for (std::size_t i = 0; i < second.size(); ++i)
                 second[i] = bench_case.samples_ns[i] - bench_case.first_part_ns[i];
-            // The daemon case's two round trips (the release case's round
-            // trip and send), told apart.
-            const std::string rest = bench_case.kind == "release" ? ":release+close" : ":free+close";
+            // The daemon case's Alloc round trip and its Free, told apart.
             rows.push_back(make_row(bench_case.name + ":alloc", "part", bench_case.size,
                                     bench_case.first_part_ns));
-            rows.push_back(make_row(bench_case.name + rest, "part", bench_case.size, second));
+            rows.push_back(make_row(bench_case.name + ":free+close", "part", bench_case.size, second));
         }
     }
     return rows;
@@ -772,7 +750,6 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "\n"
         "daemon      client.allocate() + client.free() + close of the fd, through ionsvcd\n"
         "  :alloc    its Alloc round trip alone; :free+close the rest\n"
-        "release     client.allocate() + client.release() (a Free with no reply) + close\n"
         "floor       one memfd allocation in a peer process + one SEQPACKET round trip\n"
         "            carrying its fd + close\n"
         "floor2      floor + one bare round trip: the floor of a two-trip protocol\n"
@@ -855,7 +832,7 @@ int run(Options options)
         std::vector<Case> cases = make_cases(*client, peer, options);
         measure(cases, options);
         const bool used_daemon = std::any_of(cases.begin(), cases.end(), [](const Case &c) {
-            return c.kind == "daemon" || c.kind == "release";
+            return c.kind == "daemon";
         });
         if (used_daemon)
             check_books(*client);
@@ -901,9 +878,9 @@ int main(int argc, char **argv)
         ->check(CLI::IsMember({"same", "split", "none"}))
         ->capture_default_str();
     app.add_option("--only", options.only,
-                   "Run only these kinds of case (e.g. to profile one): daemon, release, floor, "
-                   "floor2, raw, rtt")
-        ->check(CLI::IsMember({"daemon", "release", "floor", "floor2", "raw", "rtt"}))
+                   "Run only these kinds of case (e.g. to profile one): daemon, floor, floor2, "
+                   "raw, rtt")
+        ->check(CLI::IsMember({"daemon", "floor", "floor2", "raw", "rtt"}))
         ->delimiter(',');
     app.add_flag("--smoke", options.smoke, "A few iterations of every case, to check that all run");
     app.add_flag("--json", options.json, "Print a JSON array, one object per case");

@@ -9,8 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unordered_set>
 
 #include <ionsvc/fd_passing.h>
+#include <ionsvc/free_check.h>
 #include <ionsvc/protocol.h>
 
 #include "buffer.pb.h"
@@ -156,16 +158,36 @@ public:
         return answer;
     }
 
-    // Sends a request that gets no reply.
-    Result<void> send_only(const ionsvc::wire::Request &request)
+    void note_held(std::span<const Buffer> buffers)
+    {
+        std::lock_guard lock(mutex_);
+        for (const Buffer &buffer : buffers)
+            held_.insert(buffer.id());
+    }
+
+    // Frees ids after checking them against the ids this connection holds,
+    // by the daemon's own rules: a Free that passes cannot fail there, so it
+    // goes without a reply and costs one send instead of a round trip.
+    Result<void> free(std::span<const std::uint64_t> ids)
     {
         std::lock_guard lock(mutex_);
         if (!socket_)
             return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
                                                          " was lost earlier: " + lost_reason_);
+        const auto refusal = ionsvc::check_free_ids(ids, server.limits.max_free_ids,
+                                                    [&](std::uint64_t id) { return held_.contains(id); });
+        if (refusal)
+            return failure(refusal->code, refusal->message);
+
+        ionsvc::wire::Request request;
+        auto &free_request = *request.mutable_free();
+        free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
+        free_request.set_no_reply(true);
         const ssize_t sent = send(request);
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        for (const std::uint64_t id : ids)
+            held_.erase(id);
         return {};
     }
 
@@ -212,6 +234,7 @@ private:
     std::chrono::milliseconds timeout_;
     std::vector<std::byte> receive_buffer_;
     std::string send_buffer_;
+    std::unordered_set<std::uint64_t> held_; // ids this connection allocated and has not freed
     std::string lost_reason_;
 };
 
@@ -294,39 +317,19 @@ Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
         buffers.emplace_back(std::move(answer->fds[static_cast<std::size_t>(i)]), info.id(),
                              info.size(), info.heap());
     }
+    connection_->note_held(buffers);
     return buffers;
 }
 
 Result<void> Client::free(std::span<const std::uint64_t> buffer_ids)
 {
-    ionsvc::wire::Request request;
-    auto &ids = *request.mutable_free()->mutable_buffer_ids();
-    ids.Add(buffer_ids.begin(), buffer_ids.end());
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
-    return {};
+    return connection_->free(buffer_ids);
 }
 
 Result<void> Client::free(const Buffer &buffer)
 {
     const std::uint64_t id = buffer.id();
     return free(std::span<const std::uint64_t>(&id, 1));
-}
-
-Result<void> Client::release(std::span<const std::uint64_t> buffer_ids)
-{
-    ionsvc::wire::Request request;
-    auto &free_request = *request.mutable_free();
-    free_request.mutable_buffer_ids()->Add(buffer_ids.begin(), buffer_ids.end());
-    free_request.set_no_reply(true);
-    return connection_->send_only(request);
-}
-
-Result<void> Client::release(const Buffer &buffer)
-{
-    const std::uint64_t id = buffer.id();
-    return release(std::span<const std::uint64_t>(&id, 1));
 }
 
 Result<std::vector<HeapInfo>> Client::list_heaps()

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <ionsvc/free_check.h>
 #include <ionsvc/protocol.h>
 
 namespace ionsvc {
@@ -241,31 +242,11 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
                          unknown, ids.size());
         return;
     }
-    if (ids.empty()) {
-        set_error(response, StatusCode::kInvalidArgument, "no buffer ids to free");
+    const auto refusal = check_free_ids({ids.data(), static_cast<std::size_t>(ids.size())}, kMaxFreeIds,
+                                        [&](BufferId id) { return books_.buffer(client.id, id) != nullptr; });
+    if (refusal) {
+        set_error(response, refusal->code, refusal->message);
         return;
-    }
-    if (static_cast<std::size_t>(ids.size()) > kMaxFreeIds) {
-        set_error(response, StatusCode::kInvalidArgument,
-                  fmt::format("{} buffer ids exceed the limit of {} per request", ids.size(),
-                              kMaxFreeIds));
-        return;
-    }
-
-    // All or nothing: check every id before freeing any.
-    std::vector<BufferId> sorted(ids.begin(), ids.end());
-    std::sort(sorted.begin(), sorted.end());
-    if (const auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end()) {
-        set_error(response, StatusCode::kInvalidArgument,
-                  fmt::format("buffer {} is listed more than once", *twice));
-        return;
-    }
-    for (const BufferId id : ids) {
-        if (!books_.buffer(client.id, id)) {
-            set_error(response, StatusCode::kNotFound,
-                      fmt::format("buffer {} is not held by this client", id));
-            return;
-        }
     }
 
     for (const BufferId id : ids)

@@ -221,6 +221,45 @@ TEST_F(BadInput, FreeingAnIdTheClientDoesNotHoldIsNotFound)
     EXPECT_TRUE(owner.free(buffers->front()));
 }
 
+TEST_F(BadInput, TheDaemonRefusesAFreeOfIdsTheConnectionDoesNotHold)
+{
+    auto owner = daemon_.connect("owner");
+    auto buffers = owner.allocate({.size = 4096});
+    ASSERT_TRUE(buffers);
+
+    // Asked by hand, past libbufclient's own check: the daemon's books say no.
+    auto connection = raw();
+    connection.hello();
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(buffers->front().id());
+    connection.send(request);
+    const wire::Reply reply = connection.receive();
+    EXPECT_EQ(reply.status(), wire::NOT_FOUND);
+    EXPECT_THAT(reply.message(), HasSubstr("is not held by this client"));
+}
+
+TEST_F(BadInput, AFreeWithoutReplyOfIdsNotHeldChangesNothingAndAnswersNothing)
+{
+    auto owner = daemon_.connect("owner");
+    auto buffers = owner.allocate({.size = 4096});
+    ASSERT_TRUE(buffers);
+
+    auto connection = raw();
+    connection.hello();
+    wire::Request bogus;
+    bogus.mutable_free()->add_buffer_ids(buffers->front().id());
+    bogus.mutable_free()->add_buffer_ids(123456789);
+    bogus.mutable_free()->set_no_reply(true);
+    connection.send(bogus);
+    wire::Request list;
+    list.mutable_list_heaps();
+    connection.send(list);
+    // The first reply to arrive is the ListHeaps one: the Free got none.
+    const wire::Reply reply = connection.receive();
+    ASSERT_TRUE(reply.has_list_heaps()) << reply.DebugString();
+    EXPECT_EQ(reply.list_heaps().heaps(0).live_buffers(), 1u);
+}
+
 TEST_F(BadInput, DescriptorsSentWithARequestAreClosedAndRefused)
 {
     auto connection = raw();

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <ionsvc/fd_passing.h>
@@ -119,18 +120,26 @@ TEST(Sharing, ABatchArrivesAsDistinctBuffersInOneReply)
         EXPECT_NE((*buffers)[i].id(), (*buffers)[i - 1].id());
 }
 
-TEST(Sharing, ReleaseFreesWithoutARoundTripAndTheConversationStaysInStep)
+TEST(Sharing, FreeNeedsNoRoundTripAndTheConversationStaysInStep)
 {
     DaemonProcess daemon;
     auto client = daemon.connect();
     auto buffers = client.allocate({.size = 4096, .count = 3});
     ASSERT_TRUE(buffers);
-    ASSERT_TRUE(client.release((*buffers)[0]));
-    const std::uint64_t not_held = 424242;
-    ASSERT_TRUE(client.release(std::span<const std::uint64_t>(&not_held, 1)));
+    ASSERT_TRUE(client.free((*buffers)[0]));
 
-    // The next reply is the answer to the next request, and it already
-    // sees the released buffer gone.
+    // Refused by libbufclient itself, by the daemon's rules.
+    auto again = client.free((*buffers)[0]);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error().code, StatusCode::kNotFound);
+    EXPECT_THAT(again.error().message, ::testing::HasSubstr("is not held by this client"));
+    const std::uint64_t twice[] = {(*buffers)[1].id(), (*buffers)[1].id()};
+    auto duplicate = client.free(twice);
+    ASSERT_FALSE(duplicate);
+    EXPECT_EQ(duplicate.error().code, StatusCode::kInvalidArgument);
+
+    // The next reply answers the next request, and already sees the freed
+    // buffer gone and the refused ones kept.
     auto heaps = client.list_heaps();
     ASSERT_TRUE(heaps) << heaps.error().message;
     EXPECT_EQ(heaps->front().live_buffers, 2u);

@@ -208,15 +208,14 @@ public:
     const ServerInfo &server() const;
 
     Result<std::vector<Buffer>> allocate(const AllocOptions &options);
-    // Drops the daemon's reference and accounting for each buffer. The
-    // caller's own fds stay valid.
+    // Drops the daemon's reference and accounting for each buffer; the
+    // caller's own fds stay valid. All or nothing: ids this client does not
+    // hold (NOT_FOUND), none, too many or one twice (INVALID_ARGUMENT) free
+    // nothing. Checked here against what this client allocated, so the
+    // daemon is told without waiting for an answer; every later request on
+    // this client sees the buffers gone.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
-    // Free without waiting for the daemon's answer: one send, no round trip.
-    // Ids this client does not hold are ignored rather than reported. Later
-    // requests on this client see the buffers gone.
-    Result<void> release(std::span<const std::uint64_t> buffer_ids);
-    Result<void> release(const Buffer &buffer);
     Result<std::vector<HeapInfo>> list_heaps();
     Result<Stats> stats(std::optional<pid_t> pid = std::nullopt, StatsView view = StatsView::kPids);
 
