@@ -109,9 +109,16 @@ private:
             return;
         }
 
-        // A request without a reply (a Free) is as a rule followed at once by
-        // the client's next request: read on without a trip through the
-        // event loop, a bounded number of times so that nobody starves.
+        serve_packets();
+    }
+
+    // Reads on until the socket is empty, the reply must wait for room, or
+    // the budget is spent: a request is often queued behind the one just
+    // answered (a Free, then the next Alloc), and reading it now saves a
+    // trip through the event loop. The budget keeps one busy client from
+    // starving the others.
+    void serve_packets()
+    {
         for (int served = 0; served < kPacketsPerWakeup; ++served) {
             if (!serve_one_packet())
                 return;
@@ -119,9 +126,9 @@ private:
         wait_readable();
     }
 
-    // Reads and handles one packet. Returns true if the request wants no
-    // reply and the next packet may be read at once; otherwise the session
-    // has moved on (to sending, waiting or closing).
+    // Reads and handles one packet. Returns true if its reply (if any) is
+    // out and the next packet may be read; otherwise the session has moved
+    // on (to waiting or closing).
     bool serve_one_packet()
     {
         std::vector<std::byte> &buffer = server_.receive_buffer();
@@ -163,8 +170,7 @@ private:
             close("could not serialize a reply");
             return false;
         }
-        send_pending();
-        return false;
+        return send_pending();
     }
 
     void on_writable(const boost::system::error_code &error)
@@ -175,17 +181,20 @@ private:
             close(fmt::format("wait failed: {}", error.message()));
             return;
         }
-        send_pending();
+        if (send_pending())
+            serve_packets();
     }
 
-    void send_pending()
+    // Sends the pending reply. Returns true once it is out; false if the
+    // session now waits for room or has closed.
+    bool send_pending()
     {
         const auto *data = reinterpret_cast<const std::byte *>(outgoing_.data());
         const ssize_t sent = send_packet(socket_.native_handle(), {data, outgoing_.size()},
                                          pending_.fds, MSG_DONTWAIT);
         if (sent == -EAGAIN || sent == -EINTR) {
             wait_writable();
-            return;
+            return false;
         }
         if (sent < 0 && !pending_.fds.empty() && sent != -EPIPE && sent != -ECONNRESET) {
             // The fds could not travel (e.g. ETOOMANYREFS): take the
@@ -196,22 +205,20 @@ private:
             pending_ = Response{};
             set_error(pending_, status_from_errno(error),
                       fmt::format("could not pass {} buffer fds: {}", count, std::strerror(-error)));
-            if (pending_.reply.SerializeToString(&outgoing_)) {
-                send_pending();
-                return;
-            }
+            if (pending_.reply.SerializeToString(&outgoing_))
+                return send_pending();
         }
         if (sent < 0) {
             close(fmt::format("send failed: {}", std::strerror(static_cast<int>(-sent))));
-            return;
+            return false;
         }
 
         pending_ = Response{};
         if (!close_reason_.empty()) {
             close(close_reason_);
-            return;
+            return false;
         }
-        wait_readable();
+        return true;
     }
 
     Server &server_;
