@@ -11,6 +11,7 @@ ClientId Books::add_client(ClientIdentity identity)
 {
     const ClientId id = next_client_id_++;
     ClientRecord &record = clients_[id];
+    record.default_buffer_name = identity.comm + ":" + std::to_string(identity.pid);
     record.identity = std::move(identity);
     record.usage.resize(heap_count_);
     return id;

@@ -60,6 +60,8 @@ struct ClientRecord
 {
     ClientIdentity identity;
     std::string name; // the client's own name for itself, from Hello
+    // "<comm>:<pid>": the name of its buffers that it did not name itself.
+    std::string default_buffer_name;
     std::vector<Usage> usage; // indexed by HeapIndex
     std::unordered_map<BufferId, BufferRecord> buffers;
 };

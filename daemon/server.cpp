@@ -76,7 +76,7 @@ public:
         }
 
         // The pending reply lends fds owned by the books: drop it first.
-        pending_ = Response{};
+        pending_.clear();
         boost::system::error_code ignored;
         socket_.close(ignored);
         server_.service_.disconnect(context_.id);
@@ -135,7 +135,7 @@ private:
         // No fds are expected: any that arrive are closed by receive_packet.
         ReceiveResult received = receive_packet(socket_.native_handle(), buffer, 0, MSG_DONTWAIT);
         const ssize_t status = received.status;
-        pending_ = Response{};
+        pending_.clear();
         Disposition disposition = Disposition::kKeepOpen;
 
         if (status == -EAGAIN || status == -EINTR) {
@@ -161,7 +161,7 @@ private:
         }
 
         if (pending_.silent) {
-            pending_ = Response{};
+            pending_.clear();
             return true;
         }
         if (disposition == Disposition::kClose)
@@ -202,7 +202,7 @@ private:
             const int error = static_cast<int>(sent);
             server_.service_.undo_allocation(context_, pending_);
             const std::size_t count = pending_.fds.size();
-            pending_ = Response{};
+            pending_.clear();
             set_error(pending_, status_from_errno(error),
                       fmt::format("could not pass {} buffer fds: {}", count, std::strerror(-error)));
             if (pending_.reply.SerializeToString(&outgoing_))
@@ -213,7 +213,7 @@ private:
             return false;
         }
 
-        pending_ = Response{};
+        pending_.clear();
         if (!close_reason_.empty()) {
             close(close_reason_);
             return false;

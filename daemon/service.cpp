@@ -192,10 +192,10 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 
     // Unnamed buffers carry their owner's name, so that /proc/<pid>/fd of
     // whoever holds one says where it came from.
-    std::string name = request.name().substr(0, kMaxNameLength);
+    std::string_view name = std::string_view(request.name()).substr(0, kMaxNameLength);
     if (name.empty()) {
         if (const ClientRecord *record = books_.client(client.id))
-            name = fmt::format("{}:{}", record->identity.comm, record->identity.pid);
+            name = record->default_buffer_name;
     }
 
     // All or nothing: nothing enters the books until every buffer exists.

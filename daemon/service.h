@@ -36,6 +36,16 @@ struct Response
     std::vector<int> fds;
     std::vector<BufferId> allocated; // the buffers whose fds these are
     bool silent = false;             // the request asked for no reply
+
+    // Empties it for the next request, keeping the memory protobuf already
+    // allocated (a fresh Reply per request costs several mallocs).
+    void clear()
+    {
+        reply.Clear();
+        fds.clear();
+        allocated.clear();
+        silent = false;
+    }
 };
 
 enum class Disposition {
