@@ -92,11 +92,14 @@ public:
     Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout)
         : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout)
     {
-        // The kernel enforces the reply timeout: no poll() per round trip.
+        // The kernel enforces the timeout, both ways: no poll() per round
+        // trip, and no send that blocks forever on a daemon that stopped
+        // reading.
         const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
         const timeval limit{static_cast<time_t>(micros / 1'000'000),
                             static_cast<suseconds_t>(micros % 1'000'000)};
         ::setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
     }
 
     struct Answer
@@ -113,19 +116,20 @@ public:
     {
         std::lock_guard lock(mutex_);
         if (!socket_)
-            return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
-                                                         " was lost earlier: " + lost_reason_);
+            return lost_earlier();
 
-        const ssize_t sent = send(request);
-        if (sent < 0)
-            return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        if (auto failed = send(request); !failed)
+            return Unexpected{std::move(failed).error()};
 
         // Replies other than Stats are small and bounded: they are read
         // straight into the buffer. Stats can be any size: peek at it first.
         // Both block for at most the timeout (SO_RCVTIMEO).
         std::size_t capacity = kBoundedReplyBytes;
         if (reply_size == ReplySize::kUnbounded) {
-            const ssize_t size = retry_on_eintr([&] { return ionsvc::peek_packet_size(socket_.get()); });
+            ssize_t size;
+            do {
+                size = ionsvc::peek_packet_size(socket_.get());
+            } while (size == -EINTR);
             if (size == -EAGAIN)
                 return lose(no_reply_text());
             if (size < 0)
@@ -172,8 +176,7 @@ public:
     {
         std::lock_guard lock(mutex_);
         if (!socket_)
-            return failure(StatusCode::kUnavailable, "the connection to ionsvcd at " + path_ +
-                                                         " was lost earlier: " + lost_reason_);
+            return lost_earlier();
         const auto refusal = ionsvc::check_free_ids(ids, server.limits.max_free_ids,
                                                     [&](std::uint64_t id) { return held_.contains(id); });
         if (refusal)
@@ -183,9 +186,8 @@ public:
         auto &free_request = *request.mutable_free();
         free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
         free_request.set_no_reply(true);
-        const ssize_t sent = send(request);
-        if (sent < 0)
-            return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        if (auto failed = send(request); !failed)
+            return failed;
         for (const std::uint64_t id : ids)
             held_.erase(id);
         return {};
@@ -194,27 +196,27 @@ public:
     ServerInfo server;
 
 private:
-    ssize_t send(const ionsvc::wire::Request &request)
+    Result<void> send(const ionsvc::wire::Request &request)
     {
-        std::string &packet = send_buffer_;
-        if (!request.SerializeToString(&packet))
-            return -EINVAL;
-        return ionsvc::send_packet(socket_.get(),
-                                   {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, {});
+        if (!request.SerializeToString(&send_buffer_))
+            return failure(StatusCode::kInternal, "could not serialize the request");
+        const ssize_t sent = ionsvc::send_packet(
+            socket_.get(), {reinterpret_cast<const std::byte *>(send_buffer_.data()), send_buffer_.size()}, {});
+        if (sent == -EAGAIN)
+            return lose("ionsvcd took no request within " + std::to_string(timeout_.count()) + " ms");
+        if (sent < 0)
+            return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        return {};
+    }
+
+    Unexpected<Error> lost_earlier() const
+    {
+        return failure(StatusCode::kUnavailable,
+                       "the connection to ionsvcd at " + path_ + " was lost earlier: " + lost_reason_);
     }
 
     // Every reply but Stats fits: an Alloc reply of a whole batch is ~2 KiB.
     static constexpr std::size_t kBoundedReplyBytes = 16 * 1024;
-
-    template<typename Call>
-    static ssize_t retry_on_eintr(Call call)
-    {
-        ssize_t result;
-        do {
-            result = call();
-        } while (result == -EINTR);
-        return result;
-    }
 
     std::string no_reply_text() const
     {

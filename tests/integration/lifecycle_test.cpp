@@ -170,6 +170,36 @@ TEST(Lifecycle, ASilentDaemonIsAnErrorAfterTheTimeoutNotAHang)
     EXPECT_THAT(stats.error().message, HasSubstr("no reply within 100 ms"));
 }
 
+TEST(Lifecycle, ADaemonThatStopsReadingIsAnErrorForFreeNotAHang)
+{
+    DaemonProcess daemon;
+    auto client = bufclient::Client::connect({.socket_path = daemon.socket_path(),
+                                              .timeout = std::chrono::milliseconds(100)});
+    ASSERT_TRUE(client);
+    // More one-id Frees than the socket's send buffer holds (~200 packets).
+    std::vector<bufclient::Buffer> held;
+    for (int batch = 0; batch < 8; ++batch) {
+        auto buffers = client->allocate({.size = 4096, .count = 64});
+        ASSERT_TRUE(buffers) << buffers.error().message;
+        std::move(buffers->begin(), buffers->end(), std::back_inserter(held));
+    }
+
+    // Frees need no reply, so they queue up until the socket is full; then
+    // the send gives up after the timeout instead of blocking forever.
+    ::kill(daemon.pid(), SIGSTOP);
+    bufclient::Error error;
+    for (const auto &buffer : held) {
+        auto freed = client->free(buffer);
+        if (!freed) {
+            error = freed.error();
+            break;
+        }
+    }
+    ::kill(daemon.pid(), SIGCONT);
+    EXPECT_EQ(error.code, StatusCode::kUnavailable);
+    EXPECT_THAT(error.message, HasSubstr("took no request within 100 ms"));
+}
+
 TEST(Lifecycle, ConnectingWhereNoDaemonListensIsUnavailable)
 {
     TemporaryDirectory directory;
