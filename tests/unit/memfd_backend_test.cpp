@@ -106,28 +106,29 @@ TEST_P(MemfdCreateFailure, IsReportedAsItsNegativeErrno)
 
 INSTANTIATE_TEST_SUITE_P(MemfdBackend, MemfdCreateFailure, ::testing::Values(ENOMEM, EMFILE, ENFILE));
 
-TEST(MemfdBackend, AFailedFtruncateClosesTheMemfdItCreated)
+// An allocation through syscalls fails with error and leaves no fd open.
+void expect_failure_without_leak(Syscalls &syscalls, int error)
 {
-    NiceMock<testing::MockSyscalls> syscalls;
-    EXPECT_CALL(syscalls, ftruncate(_, _)).WillOnce(Return(-ENOSPC));
     auto backend = make_memfd_backend(syscalls);
     const std::size_t before = testing::open_fd_count();
     auto fd = only_heap(*backend).allocate(kSize, 0, "x");
     ASSERT_FALSE(fd);
-    EXPECT_EQ(fd.error(), -ENOSPC);
+    EXPECT_EQ(fd.error(), error);
     EXPECT_EQ(testing::open_fd_count(), before);
+}
+
+TEST(MemfdBackend, AFailedFtruncateClosesTheMemfdItCreated)
+{
+    NiceMock<testing::MockSyscalls> syscalls;
+    EXPECT_CALL(syscalls, ftruncate(_, _)).WillOnce(Return(-ENOSPC));
+    expect_failure_without_leak(syscalls, -ENOSPC);
 }
 
 TEST(MemfdBackend, AFailedSealClosesTheMemfdItCreated)
 {
     NiceMock<testing::MockSyscalls> syscalls;
     EXPECT_CALL(syscalls, add_seals(_, _)).WillOnce(Return(-EPERM));
-    auto backend = make_memfd_backend(syscalls);
-    const std::size_t before = testing::open_fd_count();
-    auto fd = only_heap(*backend).allocate(kSize, 0, "x");
-    ASSERT_FALSE(fd);
-    EXPECT_EQ(fd.error(), -EPERM);
-    EXPECT_EQ(testing::open_fd_count(), before);
+    expect_failure_without_leak(syscalls, -EPERM);
 }
 
 } // namespace
