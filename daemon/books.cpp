@@ -5,7 +5,7 @@
 
 namespace ionsvc {
 
-Books::Books(std::size_t heap_count) : heap_count_(heap_count), heap_usage_(heap_count) {}
+Books::Books(std::size_t heap_count) : heap_usage_(heap_count) {}
 
 ClientId Books::add_client(ClientIdentity identity)
 {
@@ -13,7 +13,7 @@ ClientId Books::add_client(ClientIdentity identity)
     ClientRecord &record = clients_[id];
     record.default_buffer_name = identity.comm + ":" + std::to_string(identity.pid);
     record.identity = std::move(identity);
-    record.usage.resize(heap_count_);
+    record.usage.resize(heap_usage_.size());
     return id;
 }
 

@@ -94,7 +94,6 @@ public:
     std::size_t heap_count() const { return heap_usage_.size(); }
 
 private:
-    std::size_t heap_count_;
     std::unordered_map<ClientId, ClientRecord> clients_;
     std::vector<Usage> heap_usage_;
     ClientId next_client_id_ = 1;
