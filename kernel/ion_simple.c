@@ -37,6 +37,7 @@
 #include <linux/sched/signal.h>
 #include <linux/scatterlist.h>
 #include <linux/seq_file.h>
+#include <linux/set_memory.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
@@ -517,6 +518,51 @@ static void ion_carveout_heap_release(struct ion_carveout_heap *carveout)
 	ion_free_page_range(carveout->base, carveout->nr_pages);
 }
 
+/*
+ * Uncached buffers are write-combined in every mapping, the kernel's linear
+ * one included: x86's PAT refuses a write-combined user mapping of RAM that
+ * the linear map still calls write-back, and silently maps it write-back.
+ */
+#ifdef CONFIG_X86_64
+static void ion_buffer_set_write_back(struct ion_buffer *buffer, unsigned int nents)
+{
+	struct scatterlist *sg;
+	unsigned int i;
+
+	for_each_sgtable_sg(&buffer->table, sg, i) {
+		if (i == nents)
+			break;
+		if (set_memory_wb((unsigned long)page_address(sg_page(sg)), sg->length >> PAGE_SHIFT))
+			pr_err_ratelimited("cannot make %u bytes write-back again\n", sg->length);
+	}
+}
+
+static int ion_buffer_set_write_combined(struct ion_buffer *buffer)
+{
+	struct scatterlist *sg;
+	unsigned int i;
+	int ret;
+
+	for_each_sgtable_sg(&buffer->table, sg, i) {
+		ret = set_memory_wc((unsigned long)page_address(sg_page(sg)), sg->length >> PAGE_SHIFT);
+		if (ret) {
+			ion_buffer_set_write_back(buffer, i);
+			return ret;
+		}
+	}
+	return 0;
+}
+#else
+static void ion_buffer_set_write_back(struct ion_buffer *buffer, unsigned int nents)
+{
+}
+
+static int ion_buffer_set_write_combined(struct ion_buffer *buffer)
+{
+	return 0;
+}
+#endif
+
 /* dma-buf operations. */
 
 static struct sg_table *ion_dup_sg_table(struct sg_table *table)
@@ -761,6 +807,8 @@ static void ion_dma_buf_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
 
 static void ion_buffer_destroy(struct ion_buffer *buffer)
 {
+	if (!(buffer->flags & ION_FLAG_CACHED))
+		ion_buffer_set_write_back(buffer, UINT_MAX);
 	buffer->heap->ops->free(buffer->heap, buffer);
 	mutex_destroy(&buffer->lock);
 	kfree(buffer);
@@ -821,12 +869,22 @@ static struct ion_buffer *ion_buffer_create(struct ion_client *client, struct io
 	mutex_init(&buffer->lock);
 
 	ret = heap->ops->allocate(heap, buffer);
-	if (ret) {
-		mutex_destroy(&buffer->lock);
-		kfree(buffer);
-		return ERR_PTR(ret);
+	if (ret)
+		goto free_buffer;
+
+	if (!(flags & ION_FLAG_CACHED)) {
+		ret = ion_buffer_set_write_combined(buffer);
+		if (ret)
+			goto free_pages;
 	}
 	return buffer;
+
+free_pages:
+	heap->ops->free(heap, buffer);
+free_buffer:
+	mutex_destroy(&buffer->lock);
+	kfree(buffer);
+	return ERR_PTR(ret);
 }
 
 /* From here on the dma-buf owns the buffer: its release frees it. */

@@ -11,6 +11,12 @@ packages=(
     libsystemd-dev
     libcli11-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev
+    # Kernel tests in QEMU (tests/vm): the VM and its initramfs, and what the
+    # kernel headers' build tools need (the harness unpacks Debian's kernel
+    # packages into a cache instead of installing them, so their
+    # dependencies come from here).
+    qemu-system-x86 busybox-static cpio gzip xz-utils kmod util-linux
+    libelf1 libssl3 zlib1g pahole
 )
 
 missing=()

@@ -45,15 +45,6 @@ std::string read_file(const std::string &path)
     return text.str();
 }
 
-int decode_status(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
-}
-
 [[noreturn]] void exec(const std::vector<std::string> &arguments)
 {
     std::vector<char *> argv;
@@ -109,7 +100,7 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
         }
         int status;
         if (::waitpid(pid, &status, WNOHANG) == pid) {
-            ADD_FAILURE() << "ionsvcd exited with " << decode_status(status)
+            ADD_FAILURE() << "ionsvcd exited with " << test_support::exit_code_from_wait_status(status)
                           << " before it was ready:\n" << read_file(log_path);
             return -1;
         }
@@ -187,40 +178,6 @@ bufclient::Client DaemonProcess::connect(const std::string &client_name) const
     return std::move(*client);
 }
 
-ChildProcess::ChildProcess(std::function<int()> body)
-{
-    std::fflush(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-        int code = 1;
-        try {
-            code = body();
-        } catch (...) {
-            code = 99;
-        }
-        ::_exit(code);
-    }
-}
-
-ChildProcess::ChildProcess(ChildProcess &&other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
-
-ChildProcess::~ChildProcess()
-{
-    if (pid_ > 0) {
-        ::kill(pid_, SIGKILL);
-        wait();
-    }
-}
-
-int ChildProcess::wait()
-{
-    if (pid_ <= 0)
-        return -1;
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return decode_status(status);
-}
 
 Signal::Signal()
 {
@@ -282,7 +239,7 @@ CommandResult run_command(const std::vector<std::string> &argv)
     }
     int status = 0;
     ::waitpid(pid, &status, 0);
-    result.exit_code = decode_status(status);
+    result.exit_code = test_support::exit_code_from_wait_status(status);
     return result;
 }
 

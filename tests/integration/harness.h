@@ -13,6 +13,8 @@
 #include <bufclient/bufclient.h>
 #include <ionsvc/unique_fd.h>
 
+#include "child_process.h"
+
 namespace ionsvc::testing {
 
 // A private directory under /tmp, removed with everything in it.
@@ -62,21 +64,7 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
                    const std::string &notify_path, std::function<void()> before_exec = {});
 
 // Forks a child that runs body and exits with its return value.
-class ChildProcess
-{
-public:
-    explicit ChildProcess(std::function<int()> body);
-    ~ChildProcess();
-    ChildProcess(ChildProcess &&other) noexcept;
-    ChildProcess(const ChildProcess &) = delete;
-
-    pid_t pid() const { return pid_; }
-    // The exit code, or 128 + signal for a child that was killed.
-    int wait();
-
-private:
-    pid_t pid_ = -1;
-};
+using test_support::ChildProcess;
 
 // A pipe used as a one-byte signal between processes.
 class Signal
