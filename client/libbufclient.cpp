@@ -345,7 +345,8 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
     std::vector<HeapInfo> heaps;
     for (const auto &heap : answer->reply.list_heaps().heaps())
         heaps.push_back({heap.name(), heap.backend(), heap.type(), heap.live_bytes(),
-                         heap.live_buffers(), heap.peak_bytes()});
+                         heap.live_buffers(), heap.peak_bytes(),
+                         {heap.aliases().begin(), heap.aliases().end()}});
     return heaps;
 }
 

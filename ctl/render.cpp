@@ -301,17 +301,31 @@ std::string render_ion_clients(const bufclient::Stats &stats)
     return text;
 }
 
+namespace {
+
+std::string join_names(const std::vector<std::string> &names)
+{
+    std::string joined;
+    for (const std::string &name : names)
+        joined += (joined.empty() ? "" : ",") + name;
+    return joined;
+}
+
+} // namespace
+
 std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps)
 {
     std::vector<std::vector<std::string>> rows;
     for (const bufclient::HeapInfo &heap : heaps)
-        rows.push_back({heap.name, heap.backend, heap.type, std::to_string(heap.live_buffers),
-                        std::to_string(heap.live_bytes), human_size(heap.live_bytes), std::to_string(heap.peak_bytes)});
+        rows.push_back({heap.name, heap.backend, heap.type, heap.aliases.empty() ? "-" : join_names(heap.aliases),
+                        std::to_string(heap.live_buffers), std::to_string(heap.live_bytes),
+                        human_size(heap.live_bytes), std::to_string(heap.peak_bytes)});
     return render_table(
         {
             {"HEAP", Align::kLeft},
             {"BACKEND", Align::kLeft},
             {"TYPE", Align::kLeft},
+            {"ALIASES", Align::kLeft},
             {"BUFFERS", Align::kRight},
             {"BYTES", Align::kRight},
             {"SIZE", Align::kRight},
@@ -394,6 +408,7 @@ nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)
             {"live_bytes", heap.live_bytes},
             {"live_buffers", heap.live_buffers},
             {"peak_bytes", heap.peak_bytes},
+            {"aliases", heap.aliases},
         });
     }
     return {{"heaps", std::move(array)}};

@@ -38,7 +38,7 @@
 //
 // JSON of `ionsvc-ctl heaps --json`:
 //   { "heaps": [ { "name", "backend", "type", "live_bytes", "live_buffers",
-//                  "peak_bytes" } ] }
+//                  "peak_bytes", "aliases": [names] } ] }
 #pragma once
 
 #include <cstdint>

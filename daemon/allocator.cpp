@@ -5,30 +5,50 @@
 
 #include <cerrno>
 
+#include "dma_heap_backend.h"
+#include "ion_backend.h"
 #include "memfd_backend.h"
+#include "udmabuf_backend.h"
 
 namespace ionsvc {
 
-Allocator::Allocator(std::vector<std::unique_ptr<Backend>> backends)
-    : backends_(std::move(backends))
+namespace {
+
+std::vector<HeapEntry> heap_table(const std::vector<std::unique_ptr<Backend>> &backends)
 {
-    for (auto &backend : backends_) {
+    std::vector<HeapEntry> heaps;
+    for (const auto &backend : backends) {
         for (Heap *heap : backend->heaps())
-            heaps_.push_back({heap, backend->name()});
+            heaps.push_back({heap, backend->name()});
     }
+    return heaps;
+}
+
+std::vector<HeapDescription> describe(const std::vector<HeapEntry> &heaps)
+{
+    std::vector<HeapDescription> descriptions;
+    for (const HeapEntry &entry : heaps) {
+        HeapDescription description{std::string{entry.heap->name()}, std::string{entry.backend},
+                                    std::string{entry.heap->type()}, std::nullopt};
+        if (const auto *ion = dynamic_cast<const IonHeap *>(entry.heap))
+            description.ion_heap_id = ion->ion_heap_id();
+        descriptions.push_back(std::move(description));
+    }
+    return descriptions;
+}
+
+} // namespace
+
+Allocator::Allocator(std::vector<std::unique_ptr<Backend>> backends,
+                     const std::vector<AliasRule> &aliases)
+    : backends_(std::move(backends)), heaps_(heap_table(backends_)),
+      registry_(describe(heaps_), aliases)
+{
 }
 
 Expected<HeapIndex, int> Allocator::find_heap(std::string_view name) const
 {
-    if (heaps_.empty())
-        return Unexpected{-ENODEV};
-    if (name.empty())
-        return HeapIndex{0};
-    for (std::size_t i = 0; i < heaps_.size(); ++i) {
-        if (heaps_[i].heap->name() == name)
-            return static_cast<HeapIndex>(i);
-    }
-    return Unexpected{-ENODEV};
+    return registry_.resolve(name);
 }
 
 Expected<UniqueFD, int> Allocator::allocate(HeapIndex index, std::uint64_t size,
@@ -41,13 +61,7 @@ Expected<UniqueFD, int> Allocator::allocate(HeapIndex index, std::uint64_t size,
 
 std::string Allocator::heap_names() const
 {
-    std::string names;
-    for (const auto &entry : heaps_) {
-        if (!names.empty())
-            names += ", ";
-        names += entry.heap->name();
-    }
-    return names;
+    return registry_.known_names();
 }
 
 Expected<std::uint64_t, int> page_align(std::uint64_t size)
@@ -60,10 +74,32 @@ Expected<std::uint64_t, int> page_align(std::uint64_t size)
 
 OpenedBackends open_backends(std::string_view choice, Syscalls &syscalls)
 {
+    using Opener = Expected<std::unique_ptr<Backend>, std::string> (*)(Syscalls &);
+    struct Source
+    {
+        std::string_view name;
+        Opener open;
+    };
+    static constexpr Source kSources[] = {
+        {"ion", [](Syscalls &s) { return open_ion_backend(s); }},
+        {"dma-heap", [](Syscalls &s) { return open_dma_heap_backend(s); }},
+        {"udmabuf", [](Syscalls &s) { return open_udmabuf_backend(s); }},
+        // memfd needs nothing from the machine: it is always there.
+        {"memfd", [](Syscalls &s) -> Expected<std::unique_ptr<Backend>, std::string> {
+             return make_memfd_backend(s);
+         }},
+    };
+
     OpenedBackends opened;
-    // memfd needs nothing from the machine: it is always there.
-    if (choice == "auto" || choice == "memfd")
-        opened.backends.push_back(make_memfd_backend(syscalls));
+    for (const Source &source : kSources) {
+        if (choice != "auto" && choice != source.name)
+            continue;
+        auto backend = source.open(syscalls);
+        if (backend)
+            opened.backends.push_back(std::move(*backend));
+        else
+            opened.missing.push_back(std::string(source.name) + ": " + backend.error());
+    }
     return opened;
 }
 

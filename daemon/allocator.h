@@ -11,12 +11,10 @@
 #include <ionsvc/unique_fd.h>
 
 #include "heap.h"
+#include "heap_registry.h"
 #include "syscalls.h"
 
 namespace ionsvc {
-
-// Index of a heap in the allocator's table; stable for the daemon's life.
-using HeapIndex = std::uint32_t;
 
 struct HeapEntry
 {
@@ -28,35 +26,42 @@ struct HeapEntry
 class Allocator
 {
 public:
-    explicit Allocator(std::vector<std::unique_ptr<Backend>> backends);
+    // aliases: where names like "system" lead (see HeapRegistry).
+    explicit Allocator(std::vector<std::unique_ptr<Backend>> backends,
+                       const std::vector<AliasRule> &aliases = default_alias_rules());
 
     std::size_t heap_count() const { return heaps_.size(); }
     const HeapEntry &heap(HeapIndex index) const { return heaps_.at(index); }
 
-    // The heap called name, or the default heap (the first) for an empty
-    // name. -ENODEV if there is none.
+    // The heap a name or alias means; an empty name is the "system" alias
+    // (else the first heap). -ENODEV if there is none.
     Expected<HeapIndex, int> find_heap(std::string_view name) const;
 
     // A buffer of size bytes, which must be page-aligned, from one heap.
     Expected<UniqueFD, int> allocate(HeapIndex index, std::uint64_t size, std::uint32_t flags,
                                      std::string_view buffer_name);
 
-    // Names of every heap, comma separated, for error messages.
+    // Names of every heap and alias, for error messages.
     std::string heap_names() const;
+    const HeapRegistry &registry() const { return registry_; }
 
 private:
     std::vector<std::unique_ptr<Backend>> backends_;
     std::vector<HeapEntry> heaps_;
+    HeapRegistry registry_;
 };
 
 // size rounded up to whole pages; -EOVERFLOW if that does not fit.
 Expected<std::uint64_t, int> page_align(std::uint64_t size);
 
-// Names accepted by --backend.
-inline constexpr std::string_view kBackendChoices[] = {"auto", "memfd"};
+// Names accepted by --backend: "auto" or one backend.
+inline constexpr std::string_view kBackendChoices[] = {"auto", "ion", "dma-heap", "udmabuf", "memfd"};
 
 // Opens the backends that choice names ("auto": every one this machine
-// has). Returns them with a line per backend that was left out, and why.
+// has, in the order of kBackendChoices). Returns them with a line per
+// backend that was left out, and why, e.g. "ion: /dev/ion: No such file or
+// directory (...)". A backend named alone that cannot open is missing too,
+// and nothing is opened in its place.
 struct OpenedBackends
 {
     std::vector<std::unique_ptr<Backend>> backends;

@@ -19,6 +19,7 @@
 #include <ionsvc/protocol.h>
 
 #include "allocator.h"
+#include "config.h"
 #include "listener.h"
 #include "server.h"
 #include "service.h"
@@ -29,6 +30,8 @@ struct Options
 {
     std::string socket_path{ionsvc::kDefaultSocketPath};
     std::string backend = "auto";
+    std::string config_path{ionsvc::kDefaultConfigPath};
+    bool config_given = false;
     std::string log_level = "info";
     std::uint64_t max_buffer_size = 1ull << 30;
 };
@@ -66,21 +69,33 @@ int run(const Options &options)
 {
     using namespace ionsvc;
 
+    // Only the default path may be absent: a path given must be there.
+    const auto config = load_config(options.config_path, !options.config_given);
+    if (!config) {
+        spdlog::critical("{}", config.error());
+        return EXIT_FAILURE;
+    }
+
     raise_fd_limit();
 
     auto opened = open_backends(options.backend, real_syscalls());
+    // With auto a missing source is normal; a backend asked for by name is not.
+    const auto missing_level = options.backend == "auto" ? spdlog::level::info : spdlog::level::err;
     for (const std::string &why : opened.missing)
-        spdlog::info("{}", why);
-    Allocator allocator(std::move(opened.backends));
+        spdlog::log(missing_level, "{}", why);
+    Allocator allocator(std::move(opened.backends), config->aliases);
     if (allocator.heap_count() == 0) {
         spdlog::critical("no heap to serve with --backend {}", options.backend);
         return EXIT_FAILURE;
     }
+    const auto default_heap = allocator.find_heap("");
     for (HeapIndex i = 0; i < allocator.heap_count(); ++i) {
         const HeapEntry &entry = allocator.heap(i);
         spdlog::info("serving heap '{}' (backend {}, type {}){}", entry.heap->name(), entry.backend,
-                     entry.heap->type(), i == 0 ? ", the default" : "");
+                     entry.heap->type(), default_heap && *default_heap == i ? ", the default" : "");
     }
+    for (const std::string &line : allocator.registry().describe_aliases())
+        spdlog::info("{}", line);
 
     auto listener = listener_from_systemd();
     if (listener && !listener->socket)
@@ -129,8 +144,13 @@ int main(int argc, char **argv)
     app.set_version_flag("--version", std::string(IONSVC_VERSION));
     app.add_option("--socket", options.socket_path, "Path of the listening socket")
         ->capture_default_str();
+    app.add_option("--config", options.config_path,
+                   "Configuration file (TOML); the default path may be absent")
+        ->each([&](const std::string &) { options.config_given = true; })
+        ->capture_default_str();
     app.add_option("--backend", options.backend,
-                   "Buffer sources to serve: auto opens every one present")
+                   "Buffer sources to serve: auto opens every one present, in the order ion, "
+                   "dma-heap, udmabuf, memfd")
         ->check(CLI::IsMember(std::vector<std::string>(std::begin(ionsvc::kBackendChoices),
                                                        std::end(ionsvc::kBackendChoices))))
         ->capture_default_str();

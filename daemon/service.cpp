@@ -140,6 +140,8 @@ void Service::list_heaps(Response &response)
         info.set_live_bytes(usage.bytes);
         info.set_live_buffers(usage.buffers);
         info.set_peak_bytes(usage.peak_bytes);
+        for (std::string &alias : allocator_.registry().aliases_of(i))
+            info.add_aliases(std::move(alias));
     }
 }
 

@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: MIT
 #include "syscalls.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 namespace ionsvc {
 
 namespace {
+
+struct CloseDir
+{
+    void operator()(DIR *directory) const { ::closedir(directory); }
+};
 
 class KernelSyscalls final : public Syscalls
 {
@@ -30,6 +39,48 @@ public:
     int add_seals(int fd, int seals) override
     {
         return ::fcntl(fd, F_ADD_SEALS, seals) < 0 ? -errno : 0;
+    }
+
+    Expected<UniqueFD, int> open(const char *path, int flags) override
+    {
+        const int fd = ::open(path, flags);
+        if (fd < 0)
+            return Unexpected{-errno};
+        return UniqueFD{fd};
+    }
+
+    int ioctl(int fd, unsigned long request, void *arg) override
+    {
+        const int result = ::ioctl(fd, request, arg);
+        return result < 0 ? -errno : result;
+    }
+
+    Expected<std::vector<std::string>, int> list_char_devices(const char *directory) override
+    {
+        std::unique_ptr<DIR, CloseDir> stream{::opendir(directory)};
+        if (!stream)
+            return Unexpected{-errno};
+        std::vector<std::string> names;
+        for (;;) {
+            // readdir tells the end from an error only through errno.
+            errno = 0;
+            const dirent *entry = ::readdir(stream.get());
+            if (!entry) {
+                if (errno != 0)
+                    return Unexpected{-errno};
+                return names;
+            }
+            unsigned char type = entry->d_type;
+            if (type == DT_UNKNOWN) {
+                // Filesystems without d_type: ask the inode.
+                struct stat status{};
+                if (::fstatat(::dirfd(stream.get()), entry->d_name, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISCHR(status.st_mode))
+                    type = DT_CHR;
+            }
+            if (type == DT_CHR)
+                names.emplace_back(entry->d_name);
+        }
     }
 };
 

@@ -4,6 +4,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include <ionsvc/expected.h>
 #include <ionsvc/unique_fd.h>
@@ -21,6 +23,15 @@ public:
     virtual Expected<UniqueFD, int> memfd_create(const char *name, unsigned int flags) = 0;
     virtual int ftruncate(int fd, off_t length) = 0;
     virtual int add_seals(int fd, int seals) = 0;
+
+    // Device nodes: /dev/ion, /dev/dma_heap/<heap>, /dev/udmabuf.
+    virtual Expected<UniqueFD, int> open(const char *path, int flags) = 0;
+    // The ioctl's non-negative result or -errno. An ioctl that makes an fd
+    // hands it back in its argument or its result: the caller wraps it in a
+    // UniqueFD at once.
+    virtual int ioctl(int fd, unsigned long request, void *arg) = 0;
+    // Names of the character devices in directory (not sorted).
+    virtual Expected<std::vector<std::string>, int> list_char_devices(const char *directory) = 0;
 };
 
 // The process-wide implementation that calls the kernel.

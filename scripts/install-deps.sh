@@ -9,7 +9,7 @@ packages=(
     libprotobuf-dev protobuf-compiler
     libspdlog-dev libfmt-dev
     libsystemd-dev
-    libcli11-dev nlohmann-json3-dev
+    libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
     libgtest-dev libgmock-dev
     # Kernel tests in QEMU (tests/vm): the VM and its initramfs, and what the
     # kernel headers' build tools need (the harness unpacks Debian's kernel

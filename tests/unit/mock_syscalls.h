@@ -25,12 +25,25 @@ public:
         ON_CALL(*this, add_seals(_, _)).WillByDefault([](int fd, int seals) {
             return real_syscalls().add_seals(fd, seals);
         });
+        ON_CALL(*this, open(_, _)).WillByDefault([](const char *path, int flags) {
+            return real_syscalls().open(path, flags);
+        });
+        ON_CALL(*this, ioctl(_, _, _)).WillByDefault([](int fd, unsigned long request, void *arg) {
+            return real_syscalls().ioctl(fd, request, arg);
+        });
+        ON_CALL(*this, list_char_devices(_)).WillByDefault([](const char *directory) {
+            return real_syscalls().list_char_devices(directory);
+        });
     }
 
     MOCK_METHOD((Expected<UniqueFD, int>), memfd_create, (const char *name, unsigned int flags),
                 (override));
     MOCK_METHOD(int, ftruncate, (int fd, off_t length), (override));
     MOCK_METHOD(int, add_seals, (int fd, int seals), (override));
+    MOCK_METHOD((Expected<UniqueFD, int>), open, (const char *path, int flags), (override));
+    MOCK_METHOD(int, ioctl, (int fd, unsigned long request, void *arg), (override));
+    MOCK_METHOD((Expected<std::vector<std::string>, int>), list_char_devices, (const char *directory),
+                (override));
 };
 
 } // namespace ionsvc::testing

@@ -347,23 +347,24 @@ TEST(JsonText, ReplacesInvalidUtf8InsteadOfThrowing)
 // -------------------------------------------------------------------------
 // `ionsvc-ctl heaps`.
 
-TEST(HeapList, ShowsEachHeapsBackendTypeAndLiveAndPeakUsage)
+TEST(HeapList, ShowsEachHeapsBackendTypeAliasesAndLiveAndPeakUsage)
 {
     const std::vector<bufclient::HeapInfo> heaps = {
-        {"system", "memfd", "system", 3145728, 3, 4194304},
-        {"camera_secure_carveout", "memfd", "carveout", 0, 0, 0},
+        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system", "scratch"}},
+        {"camera_secure_carveout", "memfd", "carveout", 0, 0, 0, {}},
     };
-    EXPECT_EQ(render_heap_list(heaps), "HEAP                    BACKEND  TYPE      BUFFERS    BYTES    SIZE     PEAK\n"
-                                       "system                  memfd    system          3  3145728  3.0MiB  4194304\n"
-                                       "camera_secure_carveout  memfd    carveout        0        0      0B        0\n");
+    EXPECT_EQ(render_heap_list(heaps),
+              "HEAP                    BACKEND  TYPE      ALIASES         BUFFERS    BYTES    SIZE     PEAK\n"
+              "memfd                   memfd    system    system,scratch        3  3145728  3.0MiB  4194304\n"
+              "camera_secure_carveout  memfd    carveout  -                     0        0      0B        0\n");
 }
 
 TEST(HeapListJson, HasTheDocumentedFieldsAndValues)
 {
-    const std::vector<bufclient::HeapInfo> heaps = {{"system", "memfd", "system", 3145728, 3, 4194304}};
+    const std::vector<bufclient::HeapInfo> heaps = {{"memfd", "memfd", "system", 3145728, 3, 4194304, {"system"}}};
     EXPECT_EQ(heaps_to_json(heaps), nlohmann::json::parse(R"({"heaps": [
-        {"name": "system", "backend": "memfd", "type": "system",
-         "live_bytes": 3145728, "live_buffers": 3, "peak_bytes": 4194304}
+        {"name": "memfd", "backend": "memfd", "type": "system",
+         "live_bytes": 3145728, "live_buffers": 3, "peak_bytes": 4194304, "aliases": ["system"]}
     ]})"));
 }
 

@@ -131,6 +131,7 @@ struct HeapInfo
     std::uint64_t live_bytes = 0;
     std::uint64_t live_buffers = 0;
     std::uint64_t peak_bytes = 0;
+    std::vector<std::string> aliases; // names that lead here, e.g. "system"
 };
 
 struct HeapUsage

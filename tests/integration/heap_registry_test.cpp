@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: MIT
+// Heap names, aliases and the config file, against the real daemon.
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace ionsvc::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string write_config(const TemporaryDirectory &directory, const std::string &text)
+{
+    const std::string path = directory.path() + "/ionsvc.conf";
+    std::ofstream(path) << text;
+    return path;
+}
+
+TEST(HeapRegistry, AnAliasFromTheConfigLeadsToItsHeapAndTheReplySaysWhich)
+{
+    TemporaryDirectory config_directory;
+    DaemonProcess daemon({"--config", write_config(config_directory, "[aliases]\nscratch = [\"dma-heap:none\", \"memfd\"]\n")});
+    auto client = daemon.connect();
+    for (const std::string heap : {"scratch", "system", ""}) {
+        SCOPED_TRACE(heap);
+        auto buffers = client.allocate({.heap = heap, .size = 4096});
+        ASSERT_TRUE(buffers) << buffers.error().message;
+        EXPECT_EQ(buffers->front().heap(), "memfd");
+    }
+    EXPECT_THAT(daemon.log(), HasSubstr("alias 'scratch' -> memfd"));
+}
+
+TEST(HeapRegistry, HeapsListsEachHeapsAliases)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto heaps = client.list_heaps();
+    ASSERT_TRUE(heaps) << heaps.error().message;
+    ASSERT_EQ(heaps->size(), 1u);
+    EXPECT_THAT(heaps->front().aliases, ElementsAre("system"));
+
+    const CommandResult ctl = run_command({ionsvc_ctl_path(), "--socket", daemon.socket_path(), "heaps"});
+    EXPECT_EQ(ctl.exit_code, 0) << ctl.err;
+    EXPECT_THAT(ctl.out, HasSubstr("ALIASES"));
+    EXPECT_THAT(ctl.out, HasSubstr("memfd    system  system"));
+}
+
+TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageNamesWhatExists)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.heap = "contig", .size = 4096});
+    ASSERT_FALSE(buffers);
+    EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
+    EXPECT_EQ(buffers.error().message, "no heap named 'contig'; this daemon serves: memfd (aliases: system)");
+    EXPECT_THAT(daemon.log(), HasSubstr("alias 'contig' leads nowhere"));
+}
+
+TEST(HeapRegistry, ABrokenConfigStopsTheDaemonWithTheFileAndLine)
+{
+    TemporaryDirectory directory;
+    const std::string path = write_config(directory, "[aliases]\nsystem = [\"memfd\"]\n\n[quota]\n");
+    const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
+                                              "--backend", "memfd", "--config", path});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, HasSubstr(path + ":4:2: unknown setting 'quota'"));
+}
+
+TEST(HeapRegistry, AConfigPathThatDoesNotExistStopsTheDaemon)
+{
+    TemporaryDirectory directory;
+    const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
+                                              "--backend", "memfd", "--config", directory.path() + "/none.conf"});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, HasSubstr("none.conf: No such file or directory"));
+}
+
+} // namespace
+} // namespace ionsvc::testing

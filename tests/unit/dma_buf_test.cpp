@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+// Naming dma-bufs, and opening device nodes, as the dma-buf backends share.
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "dma_buf.h"
+#include "fake_devices.h"
+#include "fd_count.h"
+
+namespace ionsvc {
+namespace {
+
+using ::testing::_;
+using ::testing::NiceMock;
+using ::testing::Return;
+using testing::NameGiven;
+
+TEST(BufferNames, ThatFitTheKernelLimitAreKeptWhole)
+{
+    EXPECT_EQ(dma_buf_name("camera:1234"), "camera:1234");
+    const std::string longest(kMaxDmaBufNameLength, 'n');
+    EXPECT_EQ(dma_buf_name(longest), longest);
+}
+
+TEST(BufferNames, AreCutAtACharacterBoundaryToFitTheKernelLimit)
+{
+    EXPECT_EQ(dma_buf_name(std::string(40, 'n')), std::string(31, 'n'));
+    // 30 bytes and a two-byte "é" would end half-way through it at 31.
+    EXPECT_EQ(dma_buf_name(std::string(30, 'n') + "é"), std::string(30, 'n'));
+    // A three-byte "€" from byte 29 on; a four-byte "🎥" from byte 28 on.
+    EXPECT_EQ(dma_buf_name(std::string(29, 'n') + "€"), std::string(29, 'n'));
+    EXPECT_EQ(dma_buf_name(std::string(28, 'n') + "🎥x"), std::string(28, 'n'));
+    EXPECT_EQ(dma_buf_name(std::string(27, 'n') + "🎥x"), std::string(27, 'n') + "🎥");
+    // Every character of a name of nothing but multi-byte characters.
+    EXPECT_EQ(dma_buf_name("ééééééééééééééééé"), "ééééééééééééééé");
+}
+
+TEST(BufferNames, EndAtTheFirstNulAsTheKernelWouldReadThem)
+{
+    EXPECT_EQ(dma_buf_name(std::string_view("left\0right", 10)), "left");
+}
+
+TEST(BufferNames, ThatAreEmptyBecomeIonsvc)
+{
+    EXPECT_EQ(dma_buf_name(""), "ionsvc");
+    EXPECT_EQ(dma_buf_name(std::string_view("\0x", 2)), "ionsvc");
+}
+
+class DmaBufNaming : public ::testing::Test
+{
+protected:
+    NiceMock<testing::MockSyscalls> syscalls_;
+    DmaBufNamer namer_{syscalls_, "test"};
+};
+
+TEST_F(DmaBufNaming, NamesTheBufferWithSetNameB)
+{
+    std::vector<NameGiven> names;
+    testing::accept_names(syscalls_, &names);
+    UniqueFD buffer = testing::stand_in_fd();
+    const int number = buffer.get();
+    auto named = namer_.name(std::move(buffer), std::string(40, 'n'));
+    ASSERT_TRUE(named) << named.error();
+    EXPECT_EQ(named->get(), number);
+    ASSERT_EQ(names.size(), 1u);
+    EXPECT_EQ(names[0].fd, number);
+    EXPECT_EQ(names[0].name, std::string(31, 'n'));
+}
+
+TEST_F(DmaBufNaming, LeavesBuffersUnnamedOnAKernelWithoutTheIoctlAndStopsAsking)
+{
+    EXPECT_CALL(syscalls_, ioctl(_, DMA_BUF_SET_NAME_B, _)).WillOnce(Return(-ENOTTY));
+    for (int i = 0; i < 3; ++i) {
+        auto named = namer_.name(testing::stand_in_fd(), "frame");
+        ASSERT_TRUE(named);
+        EXPECT_TRUE(named->is_valid());
+    }
+}
+
+class DmaBufNamingFailure : public DmaBufNaming, public ::testing::WithParamInterface<int>
+{
+};
+
+TEST_P(DmaBufNamingFailure, FailsTheAllocationAndClosesTheBuffer)
+{
+    EXPECT_CALL(syscalls_, ioctl(_, DMA_BUF_SET_NAME_B, _)).WillOnce(Return(-GetParam()));
+    const std::size_t before = testing::open_fd_count();
+    auto named = namer_.name(testing::stand_in_fd(), "frame");
+    ASSERT_FALSE(named);
+    EXPECT_EQ(named.error(), -GetParam());
+    EXPECT_EQ(testing::open_fd_count(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(DmaBufNaming, DmaBufNamingFailure, ::testing::Values(EFAULT, ENOMEM, EINVAL, EBUSY));
+
+TEST(DeviceNodes, AreOpenedReadWriteAndCloseOnExec)
+{
+    NiceMock<testing::MockSyscalls> syscalls;
+    const int number = testing::expect_device(syscalls, "/dev/thing");
+    auto device = open_device(syscalls, "/dev/thing", "hint");
+    ASSERT_TRUE(device) << device.error();
+    EXPECT_EQ(device->get(), number);
+}
+
+TEST(DeviceNodes, SayWhyTheyDoNotOpenHintingOnlyWhenTheyOrTheirDriverAreAbsent)
+{
+    NiceMock<testing::MockSyscalls> syscalls;
+    for (const int error : {ENOENT, ENODEV, ENXIO, EACCES, EMFILE, EIO}) {
+        const bool absent = error == ENOENT || error == ENODEV || error == ENXIO;
+        EXPECT_CALL(syscalls, open(_, _)).WillOnce(Return(Unexpected{-error}));
+        auto device = open_device(syscalls, "/dev/thing", "module thing not loaded?");
+        ASSERT_FALSE(device);
+        EXPECT_EQ(device.error(), std::string("/dev/thing: ") + std::strerror(error) +
+                                      (absent ? " (module thing not loaded?)" : ""));
+    }
+}
+
+} // namespace
+} // namespace ionsvc

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+// The udmabuf backend with a mocked /dev/udmabuf (this host has none) over
+// real memfds.
+#include <fcntl.h>
+#include <linux/memfd.h>
+#include <linux/udmabuf.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "fake_devices.h"
+#include "fd_count.h"
+#include "udmabuf_backend.h"
+
+namespace ionsvc {
+namespace {
+
+using ::testing::_;
+using ::testing::InSequence;
+using ::testing::NiceMock;
+using ::testing::Return;
+using ::testing::StrEq;
+using testing::expect_failure_without_leak;
+using testing::NameGiven;
+
+constexpr std::uint64_t kSize = 64 * 1024;
+
+// What UDMABUF_CREATE was given, and the memfd as the kernel saw it then.
+struct CreateSeen
+{
+    udmabuf_create request{};
+    int seals = -1;
+    off_t memfd_size = -1;
+};
+
+class UdmabufBackend : public ::testing::Test
+{
+protected:
+    UdmabufBackend() { testing::accept_names(syscalls_, &names_); }
+
+    Heap &open_heap()
+    {
+        device_ = testing::expect_device(syscalls_, "/dev/udmabuf");
+        auto backend = open_udmabuf_backend(syscalls_);
+        EXPECT_TRUE(backend) << backend.error();
+        backend_ = std::move(*backend);
+        const auto heaps = backend_->heaps();
+        EXPECT_EQ(heaps.size(), 1u);
+        return *heaps.front();
+    }
+
+    // UDMABUF_CREATE makes a stand-in dma-buf, returned as its result as
+    // the kernel does, after noting what it was given.
+    void create_buffers(CreateSeen *seen = nullptr, int *made = nullptr)
+    {
+        EXPECT_CALL(syscalls_, ioctl(device_, UDMABUF_CREATE, _))
+            .WillRepeatedly([seen, made](int, unsigned long, void *arg) {
+                const auto &request = *static_cast<const udmabuf_create *>(arg);
+                if (seen) {
+                    seen->request = request;
+                    const int memfd = static_cast<int>(request.memfd);
+                    seen->seals = ::fcntl(memfd, F_GET_SEALS);
+                    struct stat status{};
+                    if (::fstat(memfd, &status) == 0)
+                        seen->memfd_size = status.st_size;
+                }
+                const int fd = testing::stand_in_fd().release();
+                if (made)
+                    *made = fd;
+                return fd;
+            });
+    }
+
+    NiceMock<testing::MockSyscalls> syscalls_;
+    int device_ = -1;
+    std::unique_ptr<Backend> backend_;
+    std::vector<NameGiven> names_;
+};
+
+TEST_F(UdmabufBackend, ServesOneSystemHeapCalledUdmabuf)
+{
+    Heap &heap = open_heap();
+    EXPECT_EQ(backend_->name(), "udmabuf");
+    EXPECT_EQ(heap.name(), "udmabuf");
+    EXPECT_EQ(heap.type(), "system");
+}
+
+TEST_F(UdmabufBackend, OpensTheDeviceOnceForAllItsBuffers)
+{
+    Heap &heap = open_heap();
+    create_buffers();
+    EXPECT_CALL(syscalls_, open(_, _)).Times(0);
+    EXPECT_TRUE(heap.allocate(kSize, 0, "a"));
+    EXPECT_TRUE(heap.allocate(kSize, 0, "b"));
+}
+
+TEST_F(UdmabufBackend, SealsTheMemfdAgainstShrinkingBeforeCreatingTheBuffer)
+{
+    Heap &heap = open_heap();
+    CreateSeen seen;
+    int memfd = -1;
+    {
+        InSequence in_order;
+        EXPECT_CALL(syscalls_, memfd_create(_, MFD_CLOEXEC | MFD_ALLOW_SEALING))
+            .WillOnce([&](const char *name, unsigned int flags) {
+                auto fd = real_syscalls().memfd_create(name, flags);
+                memfd = fd ? fd->get() : -1;
+                return fd;
+            });
+        EXPECT_CALL(syscalls_, ftruncate(_, static_cast<off_t>(kSize)));
+        EXPECT_CALL(syscalls_, add_seals(_, _));
+        create_buffers(&seen);
+    }
+    ASSERT_TRUE(heap.allocate(kSize, 0, "frame"));
+
+    EXPECT_EQ(static_cast<int>(seen.request.memfd), memfd);
+    EXPECT_EQ(seen.memfd_size, static_cast<off_t>(kSize));
+    // udmabuf insists on SHRINK and refuses WRITE.
+    EXPECT_EQ(seen.seals & F_SEAL_SHRINK, F_SEAL_SHRINK);
+    EXPECT_EQ(seen.seals & F_SEAL_WRITE, 0);
+}
+
+TEST_F(UdmabufBackend, AsksForTheWholeMemfdAsACloseOnExecBuffer)
+{
+    Heap &heap = open_heap();
+    CreateSeen seen;
+    create_buffers(&seen);
+    ASSERT_TRUE(heap.allocate(kSize, 0, "frame"));
+    EXPECT_EQ(seen.request.flags, static_cast<std::uint32_t>(UDMABUF_FLAGS_CLOEXEC));
+    EXPECT_EQ(seen.request.offset, 0u);
+    EXPECT_EQ(seen.request.size, kSize);
+}
+
+TEST_F(UdmabufBackend, HandsOutTheBufferNamedAndClosesTheMemfd)
+{
+    Heap &heap = open_heap();
+    int made = -1;
+    create_buffers(nullptr, &made);
+    const std::size_t before = testing::open_fd_count();
+    auto fd = heap.allocate(kSize, 0, "camera:1234");
+    ASSERT_TRUE(fd) << fd.error();
+    EXPECT_EQ(fd->get(), made);
+    EXPECT_EQ(testing::open_fd_count(), before + 1);
+    testing::expect_one_name(names_, made, "camera:1234");
+}
+
+class UdmabufCreateFailure : public UdmabufBackend, public ::testing::WithParamInterface<int>
+{
+};
+
+TEST_P(UdmabufCreateFailure, IsReturnedAsItsNegativeErrnoAndClosesTheMemfd)
+{
+    Heap &heap = open_heap();
+    EXPECT_CALL(syscalls_, ioctl(device_, UDMABUF_CREATE, _)).WillOnce(Return(-GetParam()));
+    expect_failure_without_leak(heap, -GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(UdmabufBackend, UdmabufCreateFailure,
+                         ::testing::Values(ENOMEM, EMFILE, EIO, EINVAL, EFAULT, ENOTTY));
+
+TEST_F(UdmabufBackend, AFailedMemfdCreateIsReturned)
+{
+    Heap &heap = open_heap();
+    EXPECT_CALL(syscalls_, memfd_create(_, _)).WillOnce(Return(Unexpected{-EMFILE}));
+    expect_failure_without_leak(heap, -EMFILE);
+}
+
+TEST_F(UdmabufBackend, AFailedFtruncateClosesTheMemfd)
+{
+    Heap &heap = open_heap();
+    EXPECT_CALL(syscalls_, ftruncate(_, _)).WillOnce(Return(-ENOSPC));
+    expect_failure_without_leak(heap, -ENOSPC);
+}
+
+TEST_F(UdmabufBackend, AFailedSealClosesTheMemfd)
+{
+    Heap &heap = open_heap();
+    EXPECT_CALL(syscalls_, add_seals(_, _)).WillOnce(Return(-EPERM));
+    expect_failure_without_leak(heap, -EPERM);
+}
+
+TEST_F(UdmabufBackend, ABufferThatCannotBeNamedIsClosedWithTheMemfd)
+{
+    Heap &heap = open_heap();
+    create_buffers();
+    EXPECT_CALL(syscalls_, ioctl(_, DMA_BUF_SET_NAME_B, _)).WillOnce(Return(-ENOMEM));
+    expect_failure_without_leak(heap, -ENOMEM);
+}
+
+TEST_F(UdmabufBackend, AMissingDeviceHintsAtTheModule)
+{
+    EXPECT_CALL(syscalls_, open(StrEq("/dev/udmabuf"), O_RDWR | O_CLOEXEC))
+        .WillOnce(Return(Unexpected{-ENOENT}));
+    auto backend = open_udmabuf_backend(syscalls_);
+    ASSERT_FALSE(backend);
+    EXPECT_EQ(backend.error(), "/dev/udmabuf: No such file or directory (module udmabuf not loaded, or a "
+                               "kernel without CONFIG_UDMABUF?)");
+}
+
+TEST_F(UdmabufBackend, ADeviceThatMayNotBeOpenedSaysSo)
+{
+    EXPECT_CALL(syscalls_, open(_, _)).WillOnce(Return(Unexpected{-EACCES}));
+    auto backend = open_udmabuf_backend(syscalls_);
+    ASSERT_FALSE(backend);
+    EXPECT_EQ(backend.error(), "/dev/udmabuf: Permission denied");
+}
+
+} // namespace
+} // namespace ionsvc
