@@ -56,9 +56,11 @@ int main(int argc, char **argv)
     std::uint64_t size = 4 << 20;
     bool hold = false;
     std::string socket_path;
+    std::string heap;
     CLI::App app{"Allocates a buffer from ionsvcd, fills it, and has a second process read it"};
     app.add_option("--size", size, "Buffer size (suffixes K, M, G)")->transform(CLI::AsSizeValue(false));
     app.add_option("--socket", socket_path, "ionsvcd's socket (default: $IONSVC_SOCKET)");
+    app.add_option("--heap", heap, "Heap name or alias (default: the daemon's default heap)");
     app.add_flag("--hold", hold, "Keep the buffer until Enter, to look at it with ionsvc-ctl");
     CLI11_PARSE(app, argc, argv);
 
@@ -67,7 +69,7 @@ int main(int argc, char **argv)
         std::cerr << "producer: " << client.error().message << "\n";
         return 1;
     }
-    auto buffers = client->allocate({.size = size, .name = "share-demo-frame"});
+    auto buffers = client->allocate({.heap = heap, .size = size, .name = "share-demo-frame"});
     if (!buffers) {
         std::cerr << "producer: " << ionsvc::status_name(buffers.error().code) << ": "
                   << buffers.error().message << "\n";
