@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "harness.h"
 
+#include "fd_count.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -161,11 +163,7 @@ std::string DaemonProcess::log() const
 
 std::size_t DaemonProcess::open_fds() const
 {
-    std::size_t count = 0;
-    for ([[maybe_unused]] const auto &entry :
-         std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd"))
-        ++count;
-    return count;
+    return test_support::open_fd_count(pid_);
 }
 
 bufclient::Client DaemonProcess::connect(const std::string &client_name) const

@@ -85,11 +85,11 @@ class DmaBufNamingFailure : public DmaBufNaming, public ::testing::WithParamInte
 TEST_P(DmaBufNamingFailure, FailsTheAllocationAndClosesTheBuffer)
 {
     EXPECT_CALL(syscalls_, ioctl(_, DMA_BUF_SET_NAME_B, _)).WillOnce(Return(-GetParam()));
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     auto named = namer_.name(testing::stand_in_fd(), "frame");
     ASSERT_FALSE(named);
     EXPECT_EQ(named.error(), -GetParam());
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(DmaBufNaming, DmaBufNamingFailure, ::testing::Values(EFAULT, ENOMEM, EINVAL, EBUSY));

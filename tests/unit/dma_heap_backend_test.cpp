@@ -180,11 +180,11 @@ TEST_P(DmaHeapOpenFailure, OfEveryNodeIsNoBackendAndLeavesNoFd)
     EXPECT_CALL(syscalls_, open(StrEq("/dev/dma_heap/system"), _)).WillOnce(Return(Unexpected{-EIO}));
     EXPECT_CALL(syscalls_, open(StrEq("/dev/dma_heap/linux,cma"), _))
         .WillOnce(Return(Unexpected{-GetParam()}));
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     EXPECT_EQ(why_not(), std::string("/dev/dma_heap/linux,cma: ") + std::strerror(GetParam()) +
                              (GetParam() == EACCES ? "" : " (removed while starting?)") +
                              "; /dev/dma_heap/system: Input/output error");
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(DmaHeapBackend, DmaHeapOpenFailure, ::testing::Values(EACCES, ENODEV));

@@ -92,11 +92,11 @@ inline void expect_one_name(const std::vector<NameGiven> &names, int fd, const s
 // leaves no fd open.
 inline void expect_failure_without_leak(Heap &heap, int error)
 {
-    const std::size_t before = open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     auto fd = heap.allocate(64 * 1024, 0, "x");
     ASSERT_FALSE(fd);
     EXPECT_EQ(fd.error(), error);
-    EXPECT_EQ(open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 } // namespace ionsvc::testing

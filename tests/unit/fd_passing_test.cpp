@@ -60,12 +60,12 @@ TEST(FdPassing, MoreDescriptorsThanExpectedAreAllClosedAndReported)
     const int lent[] = {event.get(), event.get(), event.get()};
     ASSERT_GT(send_packet(pair.a.get(), as_bytes("x"), lent), 0);
 
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     std::array<std::byte, 16> buffer{};
     auto received = receive_packet(pair.b.get(), buffer, 1);
     EXPECT_EQ(received.status, -EPROTO);
     EXPECT_TRUE(received.fds.empty());
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 TEST(FdPassing, DescriptorsSentToAReceiverExpectingNoneAreClosed)
@@ -75,11 +75,11 @@ TEST(FdPassing, DescriptorsSentToAReceiverExpectingNoneAreClosed)
     const int lent[] = {event.get()};
     ASSERT_GT(send_packet(pair.a.get(), as_bytes("x"), lent), 0);
 
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     std::array<std::byte, 16> buffer{};
     auto received = receive_packet(pair.b.get(), buffer, 0);
     EXPECT_EQ(received.status, -EPROTO);
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 TEST(FdPassing, APacketLargerThanTheBufferIsRefusedWithEmsgsize)
@@ -97,9 +97,9 @@ TEST(FdPassing, PeekReportsTheSizeWithoutConsumingThePacketOrItsDescriptors)
     const int lent[] = {event.get()};
     ASSERT_GT(send_packet(pair.a.get(), as_bytes("twelve bytes"), lent), 0);
 
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     EXPECT_EQ(peek_packet_size(pair.b.get()), 12);
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 
     std::array<std::byte, 12> buffer{};
     auto received = receive_packet(pair.b.get(), buffer, 1);

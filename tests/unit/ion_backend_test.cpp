@@ -287,9 +287,9 @@ TEST_F(IonBackend, AMissingDeviceHintsAtTheModule)
 
 TEST_F(IonBackend, ADriverWithoutHeapsIsNoBackendAndItsDeviceIsClosed)
 {
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     EXPECT_EQ(why_not_with(answer_heap_query({})), "/dev/ion reports no heaps");
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 TEST_F(IonBackend, AnIonWithoutTheHeapQueryIsNoBackend)
@@ -303,13 +303,13 @@ class IonHeapQueryFailure : public IonBackend, public ::testing::WithParamInterf
 
 TEST_P(IonHeapQueryFailure, OfTheArrayIsNoBackendAndLeavesNoFd)
 {
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     int calls = 0;
     const std::string why = why_not_with([&](int fd, unsigned long request, void *arg) {
         return ++calls == 1 ? answer_heap_query(kOurDriversHeaps)(fd, request, arg) : -GetParam();
     });
     EXPECT_EQ(why, std::string("/dev/ion: ION_IOC_HEAP_QUERY: ") + std::strerror(GetParam()));
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(IonBackend, IonHeapQueryFailure, ::testing::Values(EFAULT, EINVAL, EIO, ENOMEM));

@@ -110,11 +110,11 @@ INSTANTIATE_TEST_SUITE_P(MemfdBackend, MemfdCreateFailure, ::testing::Values(ENO
 void expect_failure_without_leak(Syscalls &syscalls, int error)
 {
     auto backend = make_memfd_backend(syscalls);
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     auto fd = only_heap(*backend).allocate(kSize, 0, "x");
     ASSERT_FALSE(fd);
     EXPECT_EQ(fd.error(), error);
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
 }
 
 TEST(MemfdBackend, AFailedFtruncateClosesTheMemfdItCreated)

@@ -369,12 +369,12 @@ TEST_F(ServiceFaultTest, ABatchThatFailsHalfwayAllocatesNothingAndLeaksNothing)
         .WillOnce(Invoke(&real_syscalls(), &Syscalls::memfd_create))
         .WillOnce(Invoke(&real_syscalls(), &Syscalls::memfd_create))
         .WillOnce(Return(Unexpected{-EMFILE}));
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     const Response response = alloc(4096, 5);
     EXPECT_EQ(response.reply.status(), wire::RESOURCE_EXHAUSTED);
     EXPECT_THAT(response.reply.message(), HasSubstr("buffer 3 of 5"));
     EXPECT_TRUE(response.fds.empty());
-    EXPECT_EQ(testing::open_fd_count(), before);
+    EXPECT_EQ(test_support::open_fd_count(), before);
     EXPECT_EQ(memfd_usage().buffers, 0u);
 }
 

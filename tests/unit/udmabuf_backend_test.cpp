@@ -139,11 +139,11 @@ TEST_F(UdmabufBackend, HandsOutTheBufferNamedAndClosesTheMemfd)
     Heap &heap = open_heap();
     int made = -1;
     create_buffers(nullptr, &made);
-    const std::size_t before = testing::open_fd_count();
+    const std::size_t before = test_support::open_fd_count();
     auto fd = heap.allocate(kSize, 0, "camera:1234");
     ASSERT_TRUE(fd) << fd.error();
     EXPECT_EQ(fd->get(), made);
-    EXPECT_EQ(testing::open_fd_count(), before + 1);
+    EXPECT_EQ(test_support::open_fd_count(), before + 1);
     testing::expect_one_name(names_, made, "camera:1234");
 }
 

@@ -435,11 +435,6 @@ std::vector<int> open_fds()
     return fds;
 }
 
-std::size_t open_fd_count()
-{
-    return open_fds().size();
-}
-
 // ---------------------------------------------------------------- debugfs
 
 namespace {

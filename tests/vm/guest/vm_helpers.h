@@ -23,6 +23,7 @@
 #include <ionsvc/unique_fd.h>
 
 #include "child_process.h"
+#include "fd_count.h"
 
 #include "kernel/uapi/ion.h"
 #include "tests/vm/importer/ion_test_importer.h"
@@ -222,7 +223,7 @@ std::string this_process_comm();
 // Open descriptors of this process, ascending, from /proc/self/fd (less
 // the one used to read it).
 std::vector<int> open_fds();
-std::size_t open_fd_count();
+using test_support::open_fd_count;
 
 // ---------------------------------------------------------------- debugfs
 

@@ -8,9 +8,10 @@
 #include <filesystem>
 #include <string>
 
-namespace ionsvc::testing {
+namespace ionsvc::test_support {
 
-// Open fds of a process, from /proc/<pid>/fd.
+// Open fds of a process, from /proc/<pid>/fd (the count includes the
+// directory's own fd while it is read, the same every time).
 inline std::size_t open_fd_count(pid_t pid = ::getpid())
 {
     std::size_t count = 0;
@@ -20,4 +21,4 @@ inline std::size_t open_fd_count(pid_t pid = ::getpid())
     return count;
 }
 
-} // namespace ionsvc::testing
+} // namespace ionsvc::test_support
