@@ -39,6 +39,20 @@ std::string errno_text(int negative_errno)
     return std::strerror(-negative_errno);
 }
 
+// A heap that failed to make a buffer: the request was checked already, so
+// anything but a shortage is the heap's (or its device's) fault, not the
+// client's. ENODEV here is a device that went away, not an unknown heap.
+StatusCode allocation_status(int negative_errno)
+{
+    switch (-negative_errno) {
+    case ENOMEM:
+    case ENOSPC: return StatusCode::kOutOfMemory;
+    case EMFILE:
+    case ENFILE: return StatusCode::kResourceExhausted;
+    default: return StatusCode::kInternal;
+    }
+}
+
 } // namespace
 
 void set_error(Response &response, StatusCode code, std::string message)
@@ -236,7 +250,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         failure = batch.error();
     }
     if (fds.empty()) {
-        set_error(response, status_from_errno(failure.error),
+        set_error(response, allocation_status(failure.error),
                   fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}",
                               failure.index + 1, count, *size, allocator_.heap(failure.heap).heap->name(),
                               errno_text(failure.error)));

@@ -50,6 +50,20 @@ TEST(HeapRegistry, HeapsListsEachHeapsAliases)
     EXPECT_THAT(ctl.out, HasSubstr("memfd    system       -  system"));
 }
 
+TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageNamesWhatExists)
+{
+    DaemonProcess daemon; // --backend memfd
+    auto client = daemon.connect();
+    for (const std::string heap : {"ion:ion_system_heap", "dma-heap:system", "udmabuf"}) {
+        SCOPED_TRACE(heap);
+        auto buffers = client.allocate({.heap = heap, .size = 4096});
+        ASSERT_FALSE(buffers);
+        EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
+        EXPECT_EQ(buffers.error().message,
+                  "no heap named '" + heap + "'; this daemon serves: memfd (aliases: system)");
+    }
+}
+
 TEST(HeapRegistry, AnIonMaskOnADaemonWithoutIonIsNoHeapAndSaysSo)
 {
     DaemonProcess daemon;

@@ -12,6 +12,7 @@
 
 #include "fake_devices.h"
 #include "fake_ion.h"
+#include "fd_count.h"
 #include "ion_backend.h"
 #include "memfd_backend.h"
 #include "service.h"
@@ -50,7 +51,7 @@ protected:
                 auto *request = static_cast<ion_allocation_data *>(arg);
                 // One bit per call: the daemon asks one heap at a time.
                 if (failing_mask_ & request->heap_id_mask)
-                    return -ENOMEM;
+                    return failure_;
                 request->fd = static_cast<std::uint32_t>(testing::stand_in_fd().release());
                 return 0;
             });
@@ -149,6 +150,7 @@ protected:
     NiceMock<testing::MockSyscalls> syscalls_;
     int device_ = -1;
     std::uint32_t failing_mask_ = 0;
+    int failure_ = -ENOMEM; // what the heaps in failing_mask_ answer
     std::map<int, long> references_;
     int fdinfo_error_ = 0;
     Allocator allocator_;
@@ -180,6 +182,46 @@ TEST_F(ServiceOnIon, AnIonMaskWhoseHeapsAllFailReportsTheLastOne)
     EXPECT_THAT(response.reply.message(), HasSubstr("'ion:ion_system_heap'"));
     EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
 }
+
+struct DeviceFault
+{
+    int error;
+    wire::StatusCode status;
+    const char *text;
+};
+
+class ServiceOnFailingIon : public ServiceOnIon, public ::testing::WithParamInterface<DeviceFault>
+{
+};
+
+TEST_P(ServiceOnFailingIon, AFailingIoctlIsAStatusWithItsTextAndTheDaemonServesOn)
+{
+    failing_mask_ = 1u << kSystemId;
+    failure_ = GetParam().error;
+    const std::size_t fds_before = test_support::open_fd_count();
+    const Response response = alloc(camera_, 0, "ion:ion_system_heap");
+    EXPECT_EQ(response.reply.status(), GetParam().status);
+    EXPECT_THAT(response.reply.message(), HasSubstr(GetParam().text));
+    EXPECT_THAT(response.reply.message(), HasSubstr("heap 'ion:ion_system_heap'"));
+    EXPECT_TRUE(response.fds.empty());
+    EXPECT_EQ(test_support::open_fd_count(), fds_before);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+
+    EXPECT_EQ(alloc(camera_, 0, "ion:ion_carveout_heap").reply.status(), wire::OK);
+    EXPECT_EQ(alloc(display_, 0, "memfd").reply.status(), wire::OK);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, ServiceOnFailingIon,
+    ::testing::Values(DeviceFault{-ENOMEM, wire::OUT_OF_MEMORY, "Cannot allocate memory"},
+                      DeviceFault{-EMFILE, wire::RESOURCE_EXHAUSTED, "Too many open files"},
+                      // The driver was unbound or the device unplugged.
+                      DeviceFault{-ENODEV, wire::INTERNAL, "No such device"},
+                      DeviceFault{-EIO, wire::INTERNAL, "Input/output error"},
+                      DeviceFault{-EINVAL, wire::INTERNAL, "Invalid argument"}),
+    [](const ::testing::TestParamInfo<DeviceFault> &fault) {
+        return std::string(strerrorname_np(-fault.param.error));
+    });
 
 TEST_F(ServiceOnIon, AnIonMaskWithoutAnyIonHeapNamesTheIonHeapIds)
 {
