@@ -219,7 +219,9 @@ public:
     // hold (NOT_FOUND), none, too many or one twice (INVALID_ARGUMENT) free
     // nothing. Checked here against what this client allocated, so the
     // daemon is told without waiting for an answer; every later request on
-    // this client sees the buffers gone.
+    // this client sees the buffers gone. A dma-buf that nobody held any more
+    // may have left the books already (release detection): freeing it is
+    // still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
     Result<std::vector<HeapInfo>> list_heaps();
