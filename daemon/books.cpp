@@ -21,6 +21,11 @@ bool only_the_daemon_holds(long references)
     return references >= 0 && references <= 1;
 }
 
+long references_besides_the_daemons(long references)
+{
+    return references < 0 ? -1 : references - 1;
+}
+
 } // namespace
 
 Books::Books(std::size_t heap_count) : heap_usage_(heap_count) {}
@@ -35,28 +40,51 @@ ClientId Books::add_client(ClientIdentity identity)
     return id;
 }
 
+void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer)
+{
+    Usage &usage = client.usage[buffer.heap];
+    usage.remove(buffer.size);
+    auto &holders = buffer.holders;
+    if (holders.size() > 1)
+        usage.remove_shared(buffer.size);
+    holders.erase(std::find(holders.begin(), holders.end(), client_id));
+    // The one left holds it alone now.
+    if (holders.size() == 1)
+        clients_.at(holders.front()).usage[buffer.heap].remove_shared(buffer.size);
+}
+
+void Books::erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it)
+{
+    heap_usage_[it->second.heap].remove(it->second.size);
+    orphans_.erase(it->first);
+    buffers_.erase(it);
+}
+
 void Books::remove_client(ClientId client, const ReferenceCounter &count_references)
 {
     const auto it = clients_.find(client);
     if (it == clients_.end())
         return;
     ClientRecord &record = it->second;
-    for (auto &[id, buffer] : record.buffers) {
+    for (const auto &[id, handle] : record.handles) {
+        const auto buffer_it = buffers_.find(id);
+        BufferRecord &buffer = buffer_it->second;
+        if (handle.in_flight)
+            --buffer.in_flight;
+        drop_hold(record, client, buffer);
+        if (!buffer.holders.empty())
+            continue;
         if (buffer.watched) {
             const long references = count_references(buffer.fd.get());
             if (!only_the_daemon_holds(references)) {
-                // Its queue entry named the client: it needs one of its own.
-                OrphanRecord &orphan = orphans_[id];
-                orphan.buffer = std::move(buffer);
-                orphan.buffer.in_flight = false;
-                orphan.pid = record.identity.pid;
-                orphan.comm = record.identity.comm;
-                orphan.references = references < 0 ? -1 : references - 1;
-                watch_queue_.push_back({kOrphaned, id});
+                // Its entry in the watch queue stays: the orphan is checked
+                // in turn like any buffer.
+                orphans_[id] = {record.identity.pid, record.identity.comm,
+                                references_besides_the_daemons(references)};
                 continue;
             }
         }
-        heap_usage_[buffer.heap].remove(buffer.size);
+        erase_buffer(buffer_it);
     }
     clients_.erase(it);
 }
@@ -72,12 +100,45 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
 {
     ClientRecord &record = clients_.at(client);
     const BufferId id = next_buffer_id_++;
-    record.buffers.emplace(id, BufferRecord{std::move(fd), size, heap, watched, true});
+    BufferRecord &buffer = buffers_[id];
+    buffer.fd = std::move(fd);
+    buffer.size = size;
+    buffer.heap = heap;
+    buffer.watched = watched;
+    buffer.in_flight = 1;
+    buffer.holders.push_back(client);
+    record.handles.emplace(id, Handle{});
     record.usage[heap].add(size);
     heap_usage_[heap].add(size);
     if (watched)
-        watch_queue_.push_back({client, id});
+        watch_queue_.push_back(id);
     return id;
+}
+
+int Books::add_holder(ClientId client, BufferId id)
+{
+    const auto buffer_it = buffers_.find(id);
+    if (buffer_it == buffers_.end() || buffer_it->second.holders.empty())
+        return -ENOENT;
+    BufferRecord &buffer = buffer_it->second;
+    ClientRecord &record = clients_.at(client);
+    const auto [handle, added] = record.handles.try_emplace(id);
+    if (!added) {
+        // Held already: counted once, only its fd travels again.
+        if (!handle->second.in_flight) {
+            handle->second.in_flight = true;
+            ++buffer.in_flight;
+        }
+        return 0;
+    }
+    ++buffer.in_flight;
+    Usage &usage = record.usage[buffer.heap];
+    usage.add(buffer.size);
+    usage.add_shared(buffer.size);
+    if (buffer.holders.size() == 1)
+        clients_.at(buffer.holders.front()).usage[buffer.heap].add_shared(buffer.size);
+    buffer.holders.push_back(client);
+    return 0;
 }
 
 void Books::delivered(ClientId client, std::span<const BufferId> buffers)
@@ -85,31 +146,47 @@ void Books::delivered(ClientId client, std::span<const BufferId> buffers)
     const auto client_it = clients_.find(client);
     if (client_it == clients_.end())
         return;
-    for (const BufferId buffer : buffers) {
-        if (const auto it = client_it->second.buffers.find(buffer); it != client_it->second.buffers.end())
-            it->second.in_flight = false;
+    for (const BufferId id : buffers) {
+        const auto handle = client_it->second.handles.find(id);
+        if (handle != client_it->second.handles.end() && handle->second.in_flight) {
+            handle->second.in_flight = false;
+            --buffers_.at(id).in_flight;
+        }
     }
 }
 
-int Books::remove_buffer(ClientId client, BufferId buffer)
+int Books::remove_buffer(ClientId client, BufferId id)
 {
     const auto client_it = clients_.find(client);
     if (client_it == clients_.end())
         return -ENOENT;
     ClientRecord &record = client_it->second;
-    const auto it = record.buffers.find(buffer);
-    if (it == record.buffers.end()) {
+    const auto handle = record.handles.find(id);
+    if (handle == record.handles.end()) {
         auto &released = record.recently_released;
-        const auto found = std::find(released.begin(), released.end(), buffer);
+        const auto found = std::find(released.begin(), released.end(), id);
         if (found == released.end())
             return -ENOENT;
         released.erase(found);
         return 0;
     }
-    record.usage[it->second.heap].remove(it->second.size);
-    heap_usage_[it->second.heap].remove(it->second.size);
-    record.buffers.erase(it);
+    const auto buffer_it = buffers_.find(id);
+    BufferRecord &buffer = buffer_it->second;
+    if (handle->second.in_flight)
+        --buffer.in_flight;
+    record.handles.erase(handle);
+    drop_hold(record, client, buffer);
+    // Freed by its last holder: out of the books, whoever else may still
+    // have an fd (the client asked for exactly that).
+    if (buffer.holders.empty())
+        erase_buffer(buffer_it);
     return 0;
+}
+
+bool Books::holds(ClientId client, BufferId buffer) const
+{
+    const ClientRecord *record = this->client(client);
+    return record && record->handles.contains(buffer);
 }
 
 bool Books::holds_or_released(ClientId client, BufferId buffer) const
@@ -117,56 +194,41 @@ bool Books::holds_or_released(ClientId client, BufferId buffer) const
     const ClientRecord *record = this->client(client);
     if (!record)
         return false;
-    return record->buffers.contains(buffer) ||
+    return record->handles.contains(buffer) ||
            std::find(record->recently_released.begin(), record->recently_released.end(), buffer) !=
                record->recently_released.end();
 }
 
-BufferRecord *Books::watched_buffer(const WatchEntry &entry)
+bool Books::unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references)
 {
-    if (entry.client == kOrphaned) {
-        const auto it = orphans_.find(entry.buffer);
-        return it == orphans_.end() ? nullptr : &it->second.buffer;
+    const long references = count_references(buffer.fd.get());
+    if (buffer.holders.empty()) {
+        if (const auto orphan = orphans_.find(id); orphan != orphans_.end())
+            orphan->second.references = references_besides_the_daemons(references);
     }
-    const auto client_it = clients_.find(entry.client);
-    if (client_it == clients_.end())
-        return nullptr;
-    const auto it = client_it->second.buffers.find(entry.buffer);
-    return it == client_it->second.buffers.end() ? nullptr : &it->second;
-}
-
-bool Books::unreferenced(const WatchEntry &entry, const BufferRecord &record,
-                         const ReferenceCounter &count_references)
-{
-    const long references = count_references(record.fd.get());
-    if (entry.client == kOrphaned)
-        orphans_.at(entry.buffer).references = references < 0 ? -1 : references - 1;
     return only_the_daemon_holds(references);
 }
 
-void Books::release(const WatchEntry &entry)
+void Books::release(BufferId id)
 {
-    if (entry.client == kOrphaned) {
-        const auto it = orphans_.find(entry.buffer);
-        const OrphanRecord &orphan = it->second;
-        heap_usage_[orphan.buffer.heap].remove(orphan.buffer.size);
-        SPDLOG_DEBUG("orphaned buffer {} of pid {} released: nobody holds it any more", entry.buffer,
-                     orphan.pid);
-        orphans_.erase(it);
-        return;
-    }
-    ClientRecord &record = clients_.at(entry.client);
-    const auto it = record.buffers.find(entry.buffer);
+    const auto it = buffers_.find(id);
     const BufferRecord &buffer = it->second;
-    record.usage[buffer.heap].remove(buffer.size);
-    heap_usage_[buffer.heap].remove(buffer.size);
-    SPDLOG_DEBUG("client {}: buffer {} released: the client closed it without Free", entry.client,
-                 entry.buffer);
-    record.buffers.erase(it);
-    auto &released = record.recently_released;
-    if (released.size() == kRememberedReleases)
-        released.erase(released.begin());
-    released.push_back(entry.buffer);
+    const bool shared = buffer.holders.size() > 1;
+    for (const ClientId holder : buffer.holders) {
+        ClientRecord &record = clients_.at(holder);
+        record.handles.erase(id);
+        Usage &usage = record.usage[buffer.heap];
+        usage.remove(buffer.size);
+        if (shared)
+            usage.remove_shared(buffer.size);
+        auto &released = record.recently_released;
+        if (released.size() == kRememberedReleases)
+            released.erase(released.begin());
+        released.push_back(id);
+    }
+    SPDLOG_DEBUG("buffer {} released: nobody holds it any more ({} clients had not freed it)", id,
+                 buffer.holders.size());
+    erase_buffer(it);
 }
 
 std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCounter &count_references)
@@ -175,20 +237,20 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
     std::size_t checked = 0;
     // One pass at most: live entries go back to the end of the queue.
     for (std::size_t visits = watch_queue_.size(); visits > 0 && checked < budget; --visits) {
-        const WatchEntry entry = watch_queue_.front();
+        const BufferId id = watch_queue_.front();
         watch_queue_.pop_front();
-        const BufferRecord *record = watched_buffer(entry);
-        if (!record)
+        const auto it = buffers_.find(id);
+        if (it == buffers_.end())
             continue; // freed or released since it was queued
-        if (!record->in_flight) {
+        if (it->second.in_flight == 0) {
             ++checked;
-            if (unreferenced(entry, *record, count_references)) {
-                release(entry);
+            if (unreferenced(id, it->second, count_references)) {
+                release(id);
                 ++released;
                 continue;
             }
         }
-        watch_queue_.push_back(entry);
+        watch_queue_.push_back(id);
     }
     return released;
 }
@@ -196,25 +258,35 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
 std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid,
                                             const ReferenceCounter &count_references)
 {
-    std::vector<WatchEntry> unreferenced_entries;
-    for (const auto &[client_id, record] : clients_) {
-        if (pid && record.identity.pid != *pid)
-            continue;
-        for (const auto &[buffer_id, buffer] : record.buffers) {
-            const WatchEntry entry{client_id, buffer_id};
-            if (buffer.watched && !buffer.in_flight && unreferenced(entry, buffer, count_references))
-                unreferenced_entries.push_back(entry);
+    std::vector<BufferId> candidates;
+    if (!pid) {
+        for (const auto &[id, buffer] : buffers_)
+            candidates.push_back(id);
+    } else {
+        for (const auto &[client_id, record] : clients_) {
+            if (record.identity.pid != *pid)
+                continue;
+            for (const auto &[id, handle] : record.handles)
+                candidates.push_back(id);
+        }
+        for (const auto &[id, orphan] : orphans_) {
+            if (orphan.pid == *pid)
+                candidates.push_back(id);
+        }
+        // Two clients of one process may hold the same buffer.
+        std::sort(candidates.begin(), candidates.end());
+        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    }
+
+    std::size_t released = 0;
+    for (const BufferId id : candidates) {
+        const BufferRecord &buffer = buffers_.at(id);
+        if (buffer.watched && buffer.in_flight == 0 && unreferenced(id, buffer, count_references)) {
+            release(id);
+            ++released;
         }
     }
-    for (const auto &[buffer_id, orphan] : orphans_) {
-        const WatchEntry entry{kOrphaned, buffer_id};
-        if ((!pid || orphan.pid == *pid) && unreferenced(entry, orphan.buffer, count_references))
-            unreferenced_entries.push_back(entry);
-    }
-    // Released after the walk: releasing erases from the maps walked.
-    for (const WatchEntry &entry : unreferenced_entries)
-        release(entry);
-    return unreferenced_entries.size();
+    return released;
 }
 
 const ClientRecord *Books::client(ClientId client) const
@@ -223,13 +295,10 @@ const ClientRecord *Books::client(ClientId client) const
     return it == clients_.end() ? nullptr : &it->second;
 }
 
-const BufferRecord *Books::buffer(ClientId client, BufferId buffer) const
+const BufferRecord *Books::buffer(BufferId buffer) const
 {
-    const ClientRecord *record = this->client(client);
-    if (!record)
-        return nullptr;
-    const auto it = record->buffers.find(buffer);
-    return it == record->buffers.end() ? nullptr : &it->second;
+    const auto it = buffers_.find(buffer);
+    return it == buffers_.end() ? nullptr : &it->second;
 }
 
 } // namespace ionsvc

@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include <ionsvc/unique_fd.h>
 
 #include "allocator.h"
@@ -30,12 +32,15 @@ struct ClientIdentity
     std::string comm;
 };
 
-// Bytes and buffers held, and the most bytes ever held at once.
+// Bytes and buffers held, and the most bytes ever held at once. For a
+// client, also how much of it other clients hold too (shared).
 struct Usage
 {
     std::uint64_t bytes = 0;
     std::uint64_t buffers = 0;
     std::uint64_t peak_bytes = 0;
+    std::uint64_t shared_bytes = 0;
+    std::uint64_t shared_buffers = 0;
 
     void add(std::uint64_t size)
     {
@@ -49,10 +54,21 @@ struct Usage
         bytes -= size;
         --buffers;
     }
+    void add_shared(std::uint64_t size)
+    {
+        shared_bytes += size;
+        ++shared_buffers;
+    }
+    void remove_shared(std::uint64_t size)
+    {
+        shared_bytes -= size;
+        --shared_buffers;
+    }
 };
 
-// A live buffer. The daemon keeps one reference to every buffer it handed
-// out, in fd, until the buffer leaves the books.
+// A live buffer, however many clients hold it. The daemon keeps one
+// reference to every buffer it handed out, in fd, until the buffer leaves
+// the books.
 struct BufferRecord
 {
     UniqueFD fd;
@@ -61,20 +77,28 @@ struct BufferRecord
     // A dma-buf: the kernel counts its references, so the books let it go
     // once the daemon's own is the last (release detection).
     bool watched = false;
-    // Entered in the books, its fd not yet out to the client: the daemon's
-    // reference being the only one then means nothing.
-    bool in_flight = true;
+    // Replies carrying its fd that are not out yet: while there are any,
+    // the daemon's reference being the only one means nothing.
+    std::uint32_t in_flight = 0;
+    // The clients that hold it: the one that allocated it, then importers.
+    // None: an orphan.
+    boost::container::small_vector<ClientId, 1> holders;
 };
 
-// A buffer that outlived the client it was allocated for, as ION's debugfs
-// showed them: alive elsewhere (an fd, a mapping, an importer), with the
-// last client that held it.
+// One client's hold on a buffer.
+struct Handle
+{
+    bool in_flight = true; // the reply with its fd is not out yet
+};
+
+// What is known of a buffer that outlived every client that held it, as
+// ION's debugfs showed them: alive elsewhere (an fd, a mapping, an
+// importer), with the last client that held it.
 struct OrphanRecord
 {
-    BufferRecord buffer;
     pid_t pid = 0;
     std::string comm;
-    // References besides the daemon's, when last counted.
+    // References besides the daemon's, when last counted; -1 if unknown.
     long references = 0;
 };
 
@@ -85,10 +109,11 @@ struct ClientRecord
     // "<comm>:<pid>": the name of its buffers that it did not name itself.
     std::string default_buffer_name;
     std::vector<Usage> usage; // indexed by HeapIndex
-    std::unordered_map<BufferId, BufferRecord> buffers;
-    // The latest buffers released under the client (it closed every fd and
-    // mapping without Free), so that a Free that raced the release still
-    // succeeds. Bounded: a client that never frees costs nothing here.
+    std::unordered_map<BufferId, Handle> handles;
+    // The latest buffers released under the client (nobody held them any
+    // more, and it had not freed them), so that a Free that raced the
+    // release still succeeds. Bounded: a client that never frees costs
+    // nothing here.
     std::vector<BufferId> recently_released;
 };
 
@@ -97,36 +122,45 @@ struct ClientRecord
 using ReferenceCounter = std::function<long(int fd)>;
 
 // The daemon's accounting: who holds which buffer in which heap. A client is
-// one connection, as an ION client was one open of /dev/ion. Adding and
-// removing a buffer costs O(1); removing a client costs O(its buffers).
+// one connection, as an ION client was one open of /dev/ion. A buffer
+// counts in every client that holds it (as ION counted it in each client
+// with a handle) and once in its heap. Adding and removing a buffer or a
+// holder costs O(1) (O(holders) to mark sharing); removing a client costs
+// O(its buffers).
 //
 // Release detection: a dma-buf whose only reference is the daemon's (no fd,
 // no mapping, no importer, nothing in flight anywhere) is dead to everyone
-// else, and the books drop it as if it had been freed. The buffers to check
-// wait in a queue that release_unreferenced() works through a budget at a
-// time; memfd buffers are not in it and stay until Free or disconnect.
+// else, and the books drop it as if freed. The buffers to check wait in a
+// queue that release_unreferenced() works through a budget at a time;
+// memfd buffers are not in it and stay until freed or their clients leave.
 class Books
 {
 public:
     explicit Books(std::size_t heap_count);
 
     ClientId add_client(ClientIdentity identity);
-    // Drops the client. Its buffers that count_references says someone else
-    // still references become orphans; the rest are closed.
+    // Drops the client's holds. A buffer nobody else holds but that
+    // count_references says is still referenced becomes an orphan; the
+    // rest of those nobody holds are closed.
     void remove_client(ClientId client, const ReferenceCounter &count_references);
     void set_client_name(ClientId client, std::string name);
 
-    // Enters a buffer of size bytes in heap for client, in flight; the books
-    // keep fd. watched: a dma-buf, for release detection.
+    // Enters a new buffer of size bytes in heap, held by client, in flight;
+    // the books keep fd. watched: a dma-buf, for release detection.
     BufferId add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, UniqueFD fd,
                         bool watched = false);
-    // The client now has the buffers' fds (the reply that carried them is
+    // client now holds buffer too (an import), in flight; if it held it
+    // already, only its fd is in flight again. -ENOENT if the buffer is not
+    // in the books or nobody holds it.
+    int add_holder(ClientId client, BufferId buffer);
+    // The client now has these buffers' fds (the reply that carried them is
     // out): from here on a lone daemon reference means released.
     void delivered(ClientId client, std::span<const BufferId> buffers);
-    // Removes one of client's buffers (0), or forgets one that was just
+    // Drops client's hold on buffer (0), or forgets one that was just
     // released under it (0); -ENOENT if the client holds no buffer of that
-    // id (whoever else may hold it).
+    // id. The last hold gone, the buffer leaves the books.
     int remove_buffer(ClientId client, BufferId buffer);
+    bool holds(ClientId client, BufferId buffer) const;
     // Whether remove_buffer(client, buffer) would succeed.
     bool holds_or_released(ClientId client, BufferId buffer) const;
 
@@ -134,47 +168,44 @@ public:
     // releases those only the daemon still references. Returns how many
     // it released.
     std::size_t release_unreferenced(std::size_t budget, const ReferenceCounter &count_references);
-    // The same, now, for every watched buffer of the clients of pid (of all
-    // clients if none) and the orphans last held there: what stats show is
-    // then up to date.
+    // The same, now, for every watched buffer the clients of pid hold (that
+    // any client holds if none) and the orphans last held there: what
+    // stats show is then up to date.
     std::size_t release_unreferenced_now(std::optional<pid_t> pid,
                                          const ReferenceCounter &count_references);
     // Whether release_unreferenced() has anything to do.
     bool has_watched_buffers() const { return !watch_queue_.empty(); }
 
     const ClientRecord *client(ClientId client) const;
-    const BufferRecord *buffer(ClientId client, BufferId buffer) const;
+    const BufferRecord *buffer(BufferId buffer) const;
     // Every client, in no particular order.
     const std::unordered_map<ClientId, ClientRecord> &clients() const { return clients_; }
-    // Every orphaned buffer, in no particular order.
+    // Every orphaned buffer (in buffer(id), with no holders), in no
+    // particular order.
     const std::unordered_map<BufferId, OrphanRecord> &orphans() const { return orphans_; }
-    // Clients' buffers and orphans.
+    // Every buffer once, orphans included.
     const Usage &heap_usage(HeapIndex heap) const { return heap_usage_.at(heap); }
     std::size_t heap_count() const { return heap_usage_.size(); }
 
 private:
-    // Where a watched buffer lives: a client's, or an orphan's (kOrphaned).
-    struct WatchEntry
-    {
-        ClientId client;
-        BufferId buffer;
-    };
-    static constexpr ClientId kOrphaned = 0;
-
-    BufferRecord *watched_buffer(const WatchEntry &entry);
     // Counts the buffer's references (noting an orphan's): true if the
     // daemon's is the last.
-    bool unreferenced(const WatchEntry &entry, const BufferRecord &record,
-                      const ReferenceCounter &count_references);
-    // Takes the buffer out of the books and closes the daemon's reference.
-    void release(const WatchEntry &entry);
+    bool unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references);
+    // Takes a hold out of client's usage and the buffer's holders, marking
+    // whoever is left alone with it as no longer sharing.
+    void drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer);
+    // Takes the buffer out of every holder and the books, closing the
+    // daemon's reference; each holder remembers it as released.
+    void release(BufferId id);
+    void erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it);
 
     std::unordered_map<ClientId, ClientRecord> clients_;
+    std::unordered_map<BufferId, BufferRecord> buffers_;
     std::unordered_map<BufferId, OrphanRecord> orphans_;
     std::vector<Usage> heap_usage_;
     // Watched buffers to check, in turn. Entries of buffers that left the
     // books stay until their turn comes and are dropped then.
-    std::deque<WatchEntry> watch_queue_;
+    std::deque<BufferId> watch_queue_;
     ClientId next_client_id_ = 1;
     BufferId next_buffer_id_ = 1;
 };

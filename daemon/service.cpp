@@ -357,13 +357,11 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
 
     wire::StatsReply &reply = *response.reply.mutable_stats();
     const std::size_t heap_count = allocator_.heap_count();
-    std::vector<Usage> in_scope(heap_count);
 
     std::vector<std::pair<ClientId, const ClientRecord *>> clients;
     for (const auto &[id, record] : books_.clients()) {
-        if (pid && record.identity.pid != *pid)
-            continue;
-        clients.emplace_back(id, &record);
+        if (!pid || record.identity.pid == *pid)
+            clients.emplace_back(id, &record);
     }
     std::sort(clients.begin(), clients.end());
 
@@ -384,43 +382,65 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
             entry.set_bytes(usage.bytes);
             entry.set_buffers(usage.buffers);
             entry.set_peak_bytes(usage.peak_bytes);
-            in_scope[heap].bytes += usage.bytes;
-            in_scope[heap].buffers += usage.buffers;
+            entry.set_shared_bytes(usage.shared_bytes);
+            entry.set_shared_buffers(usage.shared_buffers);
         }
     }
 
     // Oldest first, as ION listed them.
-    std::vector<std::pair<BufferId, const OrphanRecord *>> orphans;
+    std::vector<BufferId> orphans;
     for (const auto &[id, orphan] : books_.orphans()) {
         if (!pid || orphan.pid == *pid)
-            orphans.emplace_back(id, &orphan);
+            orphans.push_back(id);
     }
     std::sort(orphans.begin(), orphans.end());
-    std::vector<std::vector<wire::OrphanedBuffer>> orphans_in_scope(heap_count);
-    for (const auto &[id, record] : orphans) {
-        const OrphanRecord &orphan = *record;
-        wire::OrphanedBuffer entry;
-        entry.set_comm(orphan.comm);
-        entry.set_pid(static_cast<std::uint32_t>(orphan.pid));
-        entry.set_size(orphan.buffer.size);
-        entry.set_map_count(-1);
-        entry.set_refcount(static_cast<std::int32_t>(std::min<long>(orphan.references, INT32_MAX)));
-        orphans_in_scope[orphan.buffer.heap].push_back(std::move(entry));
-        in_scope[orphan.buffer.heap].bytes += orphan.buffer.size;
-        in_scope[orphan.buffer.heap].buffers += 1;
-    }
 
+    const std::vector<Usage> totals = totals_in_scope(clients, orphans);
     for (HeapIndex heap = 0; heap < heap_count; ++heap) {
         const HeapEntry &entry = allocator_.heap(heap);
         wire::HeapStats &stats = *reply.add_heaps();
         stats.set_name(std::string(entry.heap->name()));
         stats.set_backend(std::string(entry.backend));
         stats.set_type(std::string(entry.heap->type()));
-        stats.set_total_bytes(in_scope[heap].bytes);
-        stats.set_total_buffers(in_scope[heap].buffers);
-        for (wire::OrphanedBuffer &orphan : orphans_in_scope[heap])
-            *stats.add_orphaned() = std::move(orphan);
+        stats.set_total_bytes(totals[heap].bytes);
+        stats.set_total_buffers(totals[heap].buffers);
     }
+    for (const BufferId id : orphans) {
+        const OrphanRecord &orphan = books_.orphans().at(id);
+        const BufferRecord &buffer = *books_.buffer(id);
+        wire::OrphanedBuffer &entry = *reply.mutable_heaps(static_cast<int>(buffer.heap))->add_orphaned();
+        entry.set_comm(orphan.comm);
+        entry.set_pid(static_cast<std::uint32_t>(orphan.pid));
+        entry.set_size(buffer.size);
+        entry.set_map_count(-1);
+        entry.set_refcount(static_cast<std::int32_t>(std::min<long>(orphan.references, INT32_MAX)));
+    }
+}
+
+std::vector<Usage> Service::totals_in_scope(
+    const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,
+    const std::vector<BufferId> &orphans) const
+{
+    std::vector<Usage> totals(allocator_.heap_count());
+    // Every client in scope: the heaps' own totals, each buffer once.
+    if (clients.size() == books_.clients().size() && orphans.size() == books_.orphans().size()) {
+        for (HeapIndex heap = 0; heap < totals.size(); ++heap)
+            totals[heap] = books_.heap_usage(heap);
+        return totals;
+    }
+    // Some: each buffer they hold once, however many of them hold it.
+    std::vector<BufferId> buffers(orphans);
+    for (const auto &[id, record] : clients) {
+        for (const auto &[buffer, handle] : record->handles)
+            buffers.push_back(buffer);
+    }
+    std::sort(buffers.begin(), buffers.end());
+    buffers.erase(std::unique(buffers.begin(), buffers.end()), buffers.end());
+    for (const BufferId id : buffers) {
+        const BufferRecord &buffer = *books_.buffer(id);
+        totals[buffer.heap].add(buffer.size);
+    }
+    return totals;
 }
 
 void Service::delivered(ClientContext &client, const Response &response)

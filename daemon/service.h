@@ -111,6 +111,10 @@ private:
     // empty, with the error in response, if none.
     std::vector<HeapIndex> candidate_heaps(const wire::AllocRequest &request, Response &response) const;
     long count_references(int fd);
+    // Per heap, the bytes and buffers of the clients and orphans given,
+    // each buffer once.
+    std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,
+                                       const std::vector<BufferId> &orphans) const;
 
     Allocator &allocator_;
     Books books_;
