@@ -335,6 +335,102 @@ Result<void> Client::free(const Buffer &buffer)
     return free(std::span<const std::uint64_t>(&id, 1));
 }
 
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+std::string to_hex(std::string_view bytes)
+{
+    std::string text;
+    text.reserve(bytes.size() * 2);
+    for (const char byte : bytes) {
+        const auto value = static_cast<unsigned char>(byte);
+        text += kHexDigits[value >> 4];
+        text += kHexDigits[value & 0xf];
+    }
+    return text;
+}
+
+int hex_value(char digit)
+{
+    if (digit >= '0' && digit <= '9')
+        return digit - '0';
+    if (digit >= 'a' && digit <= 'f')
+        return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F')
+        return digit - 'A' + 10;
+    return -1;
+}
+
+// The bytes of a token's text, or why it is no token.
+Result<std::string> token_bytes(std::string_view text)
+{
+    constexpr std::size_t kTokenDigits = 48;
+    if (text.size() != kTokenDigits)
+        return failure(StatusCode::kInvalidArgument, "a share token is " + std::to_string(kTokenDigits) +
+                                                         " hex digits, not " + std::to_string(text.size()) +
+                                                         " characters");
+    std::string bytes;
+    bytes.reserve(text.size() / 2);
+    for (std::size_t i = 0; i < text.size(); i += 2) {
+        const int high = hex_value(text[i]);
+        const int low = hex_value(text[i + 1]);
+        if (high < 0 || low < 0)
+            return failure(StatusCode::kInvalidArgument, "a share token is hex digits only");
+        bytes += static_cast<char>(high << 4 | low);
+    }
+    return bytes;
+}
+
+} // namespace
+
+Result<std::string> Client::share(const Buffer &buffer, const ShareOptions &options)
+{
+    ionsvc::wire::Request request;
+    auto &share = *request.mutable_share();
+    share.set_buffer_id(buffer.id());
+    if (options.uid)
+        share.set_uid(*options.uid);
+    share.set_ttl_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(options.ttl.count(), 0)));
+    share.set_reusable(options.reusable);
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+    return to_hex(answer->reply.share().token());
+}
+
+Result<Buffer> Client::import(std::string_view token)
+{
+    auto bytes = token_bytes(token);
+    if (!bytes)
+        return Unexpected{std::move(bytes).error()};
+    ionsvc::wire::Request request;
+    request.mutable_import_buffer()->set_token(std::move(*bytes));
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+    if (answer->fds.size() != 1)
+        return failure(StatusCode::kInternal,
+                       "the import reply carried " + std::to_string(answer->fds.size()) + " fds, not 1");
+    const auto &info = answer->reply.import_buffer().buffer();
+    Buffer buffer(std::move(answer->fds.front()), info.id(), info.size(), info.heap());
+    connection_->note_held(std::span<const Buffer>(&buffer, 1));
+    return buffer;
+}
+
+Result<void> Client::revoke(std::string_view token)
+{
+    auto bytes = token_bytes(token);
+    if (!bytes)
+        return Unexpected{std::move(bytes).error()};
+    ionsvc::wire::Request request;
+    request.mutable_revoke()->set_token(std::move(*bytes));
+    auto answer = connection_->transact(request);
+    if (!answer)
+        return Unexpected{std::move(answer).error()};
+    return {};
+}
+
 Result<std::vector<HeapInfo>> Client::list_heaps()
 {
     ionsvc::wire::Request request;
@@ -379,7 +475,8 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
         entry.comm = client.comm();
         entry.name = client.name();
         for (const auto &usage : client.heaps())
-            entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes()});
+            entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes(),
+                                   usage.shared_bytes(), usage.shared_buffers()});
     }
     for (const auto &heap : answer->reply.stats().heaps()) {
         HeapStats &entry = stats.heaps.emplace_back();

@@ -169,6 +169,8 @@ nlohmann::json usage_to_json(const bufclient::HeapUsage &usage)
         {"bytes", usage.bytes},
         {"buffers", usage.buffers},
         {"peak_bytes", usage.peak_bytes},
+        {"shared_bytes", usage.shared_bytes},
+        {"shared_buffers", usage.shared_buffers},
     };
 }
 
@@ -205,12 +207,15 @@ std::vector<PidStats> aggregate_by_pid(const bufclient::Stats &stats)
             auto same_heap = std::find_if(pid.heaps.begin(), pid.heaps.end(),
                                           [&](const bufclient::HeapUsage &held) { return held.heap == usage.heap; });
             if (same_heap == pid.heaps.end()) {
-                pid.heaps.push_back({usage.heap, 0, 0, 0});
+                pid.heaps.push_back({usage.heap, 0, 0, 0, 0, 0});
                 same_heap = std::prev(pid.heaps.end());
             }
             same_heap->bytes += usage.bytes;
             same_heap->buffers += usage.buffers;
             same_heap->peak_bytes += usage.peak_bytes;
+            same_heap->shared_bytes += usage.shared_bytes;
+            same_heap->shared_buffers += usage.shared_buffers;
+            pid.shared_bytes += usage.shared_bytes;
             pid.bytes += usage.bytes;
             pid.buffers += usage.buffers;
         }
@@ -233,6 +238,7 @@ std::string render_pids_table(const bufclient::Stats &stats)
     std::uint64_t clients = 0;
     std::uint64_t buffers = 0;
     std::uint64_t bytes = 0;
+    std::uint64_t shared_bytes = 0;
     for (const PidStats &pid : pids) {
         const std::vector<std::string> who = {std::to_string(pid.pid), pid.comm, std::to_string(pid.uid),
                                               std::to_string(pid.client_ids.size())};
@@ -240,21 +246,23 @@ std::string render_pids_table(const bufclient::Stats &stats)
         if (pid.heaps.empty()) {
             // Connected but never allocated: still worth a line.
             auto row = who;
-            row.insert(row.end(), {"-", "0", "0", human_size(0), "0"});
+            row.insert(row.end(), {"-", "0", "0", human_size(0), "0", "0"});
             rows.push_back(std::move(row));
         }
         for (const bufclient::HeapUsage &usage : pid.heaps) {
             auto row = who;
             row.insert(row.end(), {usage.heap, std::to_string(usage.buffers), std::to_string(usage.bytes),
-                                   human_size(usage.bytes), std::to_string(usage.peak_bytes)});
+                                   human_size(usage.bytes), std::to_string(usage.shared_bytes),
+                                   std::to_string(usage.peak_bytes)});
             rows.push_back(std::move(row));
             buffers += usage.buffers;
             bytes += usage.bytes;
+            shared_bytes += usage.shared_bytes;
         }
     }
     // Peaks of different pids do not add up to anything meaningful: left blank.
     rows.push_back({"total", "", "", std::to_string(clients), "", std::to_string(buffers), std::to_string(bytes),
-                    human_size(bytes), ""});
+                    human_size(bytes), std::to_string(shared_bytes), ""});
 
     std::string text = render_table(
         {
@@ -266,6 +274,7 @@ std::string render_pids_table(const bufclient::Stats &stats)
             {"BUFFERS", Align::kRight},
             {"BYTES", Align::kRight},
             {"SIZE", Align::kRight},
+            {"SHARED", Align::kRight},
             {"PEAK", Align::kRight},
         },
         rows);
@@ -393,6 +402,7 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
             {"client_ids", pid.client_ids},
             {"bytes", pid.bytes},
             {"buffers", pid.buffers},
+            {"shared_bytes", pid.shared_bytes},
             {"heaps", usages_to_json(pid.heaps)},
         });
     }

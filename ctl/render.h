@@ -27,9 +27,13 @@
 //                    "clients",                 // number of connections
 //                    "client_ids": [ ... ],
 //                    "bytes", "buffers",        // live, over all its heaps
+//                    "shared_bytes",            // of bytes, held by other clients too
 //                    "heaps": [ <usage> ] } ]   // summed over connections
 //   }
-//   <usage> = { "heap", "bytes", "buffers", "peak_bytes" }.
+//   <usage> = { "heap", "bytes", "buffers", "peak_bytes", "shared_bytes",
+//               "shared_buffers" }. A buffer shared between clients counts
+//   in each of them (as ION counted it in each client with a handle) and
+//   once in its heap's totals; "shared_*" say how much of a usage that is.
 //   A pid's "bytes" is exactly what its processes hold now; a pid's
 //   "peak_bytes" per heap is the sum of its connections' peaks, so with
 //   several connections it is an upper bound of the pid's own peak.
@@ -38,7 +42,8 @@
 //
 // JSON of `ionsvc-ctl heaps --json`:
 //   { "heaps": [ { "name", "backend", "type", "live_bytes", "live_buffers",
-//                  "peak_bytes", "aliases": [names] } ] }
+//                  "peak_bytes", "aliases": [names],
+//                  "ion_heap_id" (null for heaps that are not ion) } ] }
 #pragma once
 
 #include <cstdint>
@@ -61,6 +66,7 @@ struct PidStats
     std::vector<std::uint64_t> client_ids;
     std::uint64_t bytes = 0;
     std::uint64_t buffers = 0;
+    std::uint64_t shared_bytes = 0; // of bytes, in buffers other clients hold too
     // Every heap any of its connections has used, in the daemon's heap order.
     std::vector<bufclient::HeapUsage> heaps;
 };
@@ -69,8 +75,9 @@ struct PidStats
 // JSON's "pids" use it. Sorted by pid.
 std::vector<PidStats> aggregate_by_pid(const bufclient::Stats &stats);
 
-// The pids view: columns PID COMM UID CLIENTS HEAP BUFFERS BYTES SIZE PEAK.
-// BYTES and PEAK are exact byte counts, SIZE is BYTES for humans. A pid
+// The pids view: columns PID COMM UID CLIENTS HEAP BUFFERS BYTES SIZE SHARED
+// PEAK. BYTES, SHARED and PEAK are exact byte counts, SIZE is BYTES for
+// humans, SHARED the part of BYTES that other clients hold too. A pid
 // without any heap gets one row with heap "-". Then a `total` row over the
 // rows above, and, if the daemon reports orphaned buffers (counted by no
 // pid), one line with their count and bytes.
@@ -82,7 +89,8 @@ std::string render_ion_heaps(const bufclient::Stats &stats);
 // The clients view: ION's debugfs clients/<client> for each client.
 std::string render_ion_clients(const bufclient::Stats &stats);
 
-// `ionsvc-ctl heaps`: columns HEAP BACKEND TYPE BUFFERS BYTES SIZE PEAK.
+// `ionsvc-ctl heaps`: columns HEAP BACKEND TYPE ION_ID ALIASES BUFFERS BYTES
+// SIZE PEAK.
 std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps);
 
 nlohmann::json stats_to_json(const bufclient::Stats &stats);

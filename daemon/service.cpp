@@ -2,6 +2,7 @@
 #include "service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -30,6 +31,9 @@ static_assert(static_cast<int>(StatusCode::kInternal) == wire::INTERNAL);
 static_assert(static_cast<int>(StatusCode::kUnavailable) == wire::UNAVAILABLE);
 
 constexpr std::uint32_t kKnownAllocFlags = wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC;
+
+// The longest a share token may live.
+constexpr std::chrono::milliseconds kMaxShareTtl = std::chrono::hours(24 * 7);
 
 // Names longer than this are cut; they are labels, not data.
 constexpr std::size_t kMaxNameLength = 255;
@@ -62,7 +66,8 @@ void set_error(Response &response, StatusCode code, std::string message)
 }
 
 Service::Service(Allocator &allocator, ServiceLimits limits, Syscalls &syscalls)
-    : allocator_(allocator), books_(allocator.heap_count()), limits_(limits), syscalls_(syscalls),
+    : allocator_(allocator), books_(allocator.heap_count()), shares_(syscalls, limits.max_share_tokens),
+      limits_(limits), syscalls_(syscalls),
       reference_counter_([this](int fd) { return count_references(fd); })
 {
 }
@@ -90,6 +95,7 @@ ClientId Service::connect(ClientIdentity identity)
 
 void Service::disconnect(ClientId client)
 {
+    shares_.forget_client(client);
     books_.remove_client(client, reference_counter_);
 }
 
@@ -136,6 +142,9 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
     case wire::Request::kAlloc: allocate(client, request.alloc(), response); break;
     case wire::Request::kFree: free_buffers(client, request.free(), response); break;
     case wire::Request::kStats: stats(request.stats(), response); break;
+    case wire::Request::kShare: share(client, request.share(), response); break;
+    case wire::Request::kImportBuffer: import_buffer(client, request.import_buffer(), response); break;
+    case wire::Request::kRevoke: revoke(client, request.revoke(), response); break;
     case wire::Request::kHello:
     case wire::Request::BODY_NOT_SET: break;
     }
@@ -443,6 +452,102 @@ std::vector<Usage> Service::totals_in_scope(
     return totals;
 }
 
+void Service::share(ClientContext &client, const wire::ShareRequest &request, Response &response)
+{
+    const BufferId buffer = request.buffer_id();
+    if (!books_.holds(client.id, buffer)) {
+        set_error(response, StatusCode::kNotFound,
+                  fmt::format("buffer {} is not held by this client: only a holder can share it", buffer));
+        return;
+    }
+    if (request.ttl_ms() > kMaxShareTtl.count()) {
+        set_error(response, StatusCode::kInvalidArgument,
+                  fmt::format("ttl_ms {} exceeds the longest time to live, {} ms (7 days)", request.ttl_ms(),
+                              kMaxShareTtl.count()));
+        return;
+    }
+
+    const auto now = ShareTable::Clock::now();
+    ShareTable::Grant grant{client.id, buffer, std::nullopt, std::nullopt, request.reusable()};
+    if (request.has_uid())
+        grant.uid = static_cast<uid_t>(request.uid());
+    if (request.ttl_ms() > 0)
+        grant.expires = now + std::chrono::milliseconds(request.ttl_ms());
+
+    // At the limit, tokens that lead nowhere any more make room first.
+    if (shares_.count_of(client.id) >= limits_.max_share_tokens) {
+        shares_.purge(client.id, [&](const ShareTable::Grant &old) {
+            return !books_.holds(old.sharer, old.buffer) || (old.expires && now >= *old.expires);
+        });
+    }
+    auto token = shares_.add(grant);
+    if (!token) {
+        if (token.error() == -ENOSPC)
+            set_error(response, StatusCode::kResourceExhausted,
+                      fmt::format("this client has {} live share tokens, the most it may have: revoke "
+                                  "some first",
+                                  limits_.max_share_tokens));
+        else
+            set_error(response, StatusCode::kInternal,
+                      fmt::format("no randomness for a share token: {}", errno_text(token.error())));
+        return;
+    }
+    response.reply.mutable_share()->set_token(std::move(*token));
+}
+
+void Service::import_buffer(ClientContext &client, const wire::ImportRequest &request, Response &response)
+{
+    const std::string &token = request.token();
+    if (token.size() != kShareTokenSize) {
+        set_error(response, StatusCode::kInvalidArgument,
+                  fmt::format("a share token is {} bytes, not {}", kShareTokenSize, token.size()));
+        return;
+    }
+    const ClientRecord *importer = books_.client(client.id);
+    const auto redemption = shares_.redeem(token, importer->identity.uid, ShareTable::Clock::now());
+    switch (redemption.verdict) {
+    case ShareTable::Verdict::kUnknown:
+        set_error(response, StatusCode::kNotFound,
+                  "no such share token: never issued, already used, revoked, or mistyped");
+        return;
+    case ShareTable::Verdict::kExpired:
+        set_error(response, StatusCode::kNotFound, "the share token has expired");
+        return;
+    case ShareTable::Verdict::kOtherUid:
+        set_error(response, StatusCode::kPermissionDenied,
+                  fmt::format("the share token is for uid {}, not uid {}", *redemption.grant.uid,
+                              importer->identity.uid));
+        return;
+    case ShareTable::Verdict::kGranted: break;
+    }
+
+    const BufferId id = redemption.grant.buffer;
+    if (!books_.holds(redemption.grant.sharer, id)) {
+        set_error(response, StatusCode::kNotFound,
+                  fmt::format("buffer {} is no longer held by the client that shared it", id));
+        return;
+    }
+    response.held_before = books_.holds(client.id, id);
+    books_.add_holder(client.id, id);
+    const BufferRecord &buffer = *books_.buffer(id);
+    wire::BufferInfo &info = *response.reply.mutable_import_buffer()->mutable_buffer();
+    info.set_id(id);
+    info.set_size(buffer.size);
+    info.set_heap(std::string(allocator_.heap(buffer.heap).heap->name()));
+    response.fds.push_back(buffer.fd.get());
+    response.allocated.push_back(id);
+    SPDLOG_DEBUG("client {}: imported buffer {} shared by client {}", client.id, id, redemption.grant.sharer);
+}
+
+void Service::revoke(ClientContext &client, const wire::RevokeRequest &request, Response &response)
+{
+    if (shares_.revoke(request.token(), client.id) < 0) {
+        set_error(response, StatusCode::kNotFound, "no such share token of this client");
+        return;
+    }
+    response.reply.mutable_revoke();
+}
+
 void Service::delivered(ClientContext &client, const Response &response)
 {
     if (!response.allocated.empty())
@@ -451,6 +556,10 @@ void Service::delivered(ClientContext &client, const Response &response)
 
 void Service::undo_allocation(ClientContext &client, const Response &response)
 {
+    if (response.held_before) {
+        books_.delivered(client.id, response.allocated);
+        return;
+    }
     for (const BufferId id : response.allocated)
         books_.remove_buffer(client.id, id);
 }

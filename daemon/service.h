@@ -13,12 +13,15 @@
 
 #include "allocator.h"
 #include "books.h"
+#include "share_table.h"
 #include "buffer.pb.h"
 
 namespace ionsvc {
 
 struct ServiceLimits
 {
+    // Live share tokens one client may have.
+    std::size_t max_share_tokens = 1024;
     std::uint64_t max_buffer_size = 1ull << 30;
     // Buffers whose references one release check counts (each costs a read
     // of /proc/self/fdinfo, a few microseconds).
@@ -40,6 +43,9 @@ struct Response
     std::vector<int> fds;
     std::vector<BufferId> allocated; // the buffers whose fds these are
     bool silent = false;             // the request asked for no reply
+    // An import of a buffer the client held already: an undo must leave
+    // that hold alone.
+    bool held_before = false;
 
     // Empties it for the next request, keeping the memory protobuf already
     // allocated (a fresh Reply per request costs several mallocs).
@@ -49,6 +55,7 @@ struct Response
         fds.clear();
         allocated.clear();
         silent = false;
+        held_before = false;
     }
 };
 
@@ -96,6 +103,9 @@ private:
     void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
     void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
     void stats(const wire::StatsRequest &request, Response &response);
+    void share(ClientContext &client, const wire::ShareRequest &request, Response &response);
+    void import_buffer(ClientContext &client, const wire::ImportRequest &request, Response &response);
+    void revoke(ClientContext &client, const wire::RevokeRequest &request, Response &response);
 
     struct BatchFailure
     {
@@ -118,6 +128,7 @@ private:
 
     Allocator &allocator_;
     Books books_;
+    ShareTable shares_;
     ServiceLimits limits_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;

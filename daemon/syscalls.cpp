@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,6 +97,23 @@ public:
         if (length < 0)
             return Unexpected{-errno};
         return static_cast<std::size_t>(length);
+    }
+
+    int get_random(std::span<std::byte> bytes) override
+    {
+        std::size_t filled = 0;
+        // Reads of up to 256 bytes from a ready pool are never cut short;
+        // a signal may still interrupt a larger one.
+        while (filled < bytes.size()) {
+            const ssize_t got = ::getrandom(bytes.data() + filled, bytes.size() - filled, 0);
+            if (got < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -errno;
+            }
+            filled += static_cast<std::size_t>(got);
+        }
+        return 0;
     }
 };
 

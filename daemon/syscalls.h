@@ -38,6 +38,9 @@ public:
     // Reads /proc/self/fdinfo/<fd> into text; the bytes read or -errno.
     // How the daemon learns how many references a dma-buf has.
     virtual Expected<std::size_t, int> read_fdinfo(int fd, std::span<char> text) = 0;
+
+    // Fills bytes from the kernel's random pool (getrandom): 0 or -errno.
+    virtual int get_random(std::span<std::byte> bytes) = 0;
 };
 
 // The process-wide implementation that calls the kernel.

@@ -26,14 +26,16 @@ bufclient::Stats sample_stats()
 {
     bufclient::Stats stats;
     stats.clients = {
-        {1, 100, 1000, 1000, "camera.provider", "preview", {{"system", 8192, 2, 12288}}},
+        // One of the preview client's system buffers was imported by the
+        // capture client of the same process: shared, counted in both.
+        {1, 100, 1000, 1000, "camera.provider", "preview", {{"system", 8192, 2, 12288, 4096, 1}}},
         {2,
          100,
          1000,
          1000,
          "camera.provider",
          "capture",
-         {{"system", 4096, 1, 4096}, {"camera_secure_carveout", 1048576, 1, 1048576}}},
+         {{"system", 4096, 1, 4096, 4096, 1}, {"camera_secure_carveout", 1048576, 1, 1048576}}},
         {3,
          2345,
          1001,
@@ -43,8 +45,8 @@ bufclient::Stats sample_stats()
          {{"system", 0, 0, 4096}, {"camera_secure_carveout", 65536, 1, 65536}}},
     };
     stats.heaps = {
-        // 8192 + 4096 + the orphan's 16384.
-        {"system", "memfd", "system", 28672, 4, {{"mediaserver", 77, 16384, 1, 2}}},
+        // 8192 (the shared buffer once) + the orphan's 16384.
+        {"system", "memfd", "system", 24576, 3, {{"mediaserver", 77, 16384, 1, 2}}},
         {"camera_secure_carveout", "memfd", "carveout", 1114112, 2, {}},
     };
     return stats;
@@ -75,7 +77,7 @@ orphaned allocations (info is from last known client):
      mediaserver               77            16384 1 2
 ----------------------------------------------------
   total orphaned            16384
-          total             28672
+          total             24576
 ----------------------------------------------------
 
 ==> heaps/camera_secure_carveout <==
@@ -110,9 +112,9 @@ TEST(IonHeapsView, TotalLineIsTotalWithTrailingSpaceRightAlignedAndNotDoubleCoun
 {
     const std::vector<std::string> lines = lines_of(render_ion_heaps(sample_stats()));
     // "%16s" of "total " is ten spaces and "total ", then the separator.
-    EXPECT_NE(std::find(lines.begin(), lines.end(), std::string(10, ' ') + "total " + " " + std::string(11, ' ') + "28672"),
+    EXPECT_NE(std::find(lines.begin(), lines.end(), std::string(10, ' ') + "total " + " " + std::string(11, ' ') + "24576"),
               lines.end());
-    EXPECT_EQ(std::find(lines.begin(), lines.end(), std::string(10, ' ') + "total " + " " + std::string(11, ' ') + "45056"),
+    EXPECT_EQ(std::find(lines.begin(), lines.end(), std::string(10, ' ') + "total " + " " + std::string(11, ' ') + "40960"),
               lines.end());
 }
 
@@ -250,15 +252,15 @@ TEST(PidAggregation, TakesCommAndUidFromThePidsFirstConnection)
 // -------------------------------------------------------------------------
 // The pids table.
 
-TEST(PidsTable, HasOneAlignedRowPerPidAndHeapThenATotal)
+TEST(PidsTable, HasOneAlignedRowPerPidAndHeapWithItsSharedBytesThenATotal)
 {
     const std::string expected =
-        "  PID  COMM                      UID  CLIENTS  HEAP                    BUFFERS    BYTES     SIZE     PEAK\n"
-        "  100  camera.provider          1000        2  system                        3    12288  12.0KiB    16384\n"
-        "  100  camera.provider          1000        2  camera_secure_carveout        1  1048576   1.0MiB  1048576\n"
-        " 2345  surfaceflinger-renderer  1001        1  system                        0        0       0B     4096\n"
-        " 2345  surfaceflinger-renderer  1001        1  camera_secure_carveout        1    65536  64.0KiB    65536\n"
-        "total                                       3                                5  1126400   1.1MiB\n"
+        "  PID  COMM                      UID  CLIENTS  HEAP                    BUFFERS    BYTES     SIZE  SHARED     PEAK\n"
+        "  100  camera.provider          1000        2  system                        3    12288  12.0KiB    8192    16384\n"
+        "  100  camera.provider          1000        2  camera_secure_carveout        1  1048576   1.0MiB       0  1048576\n"
+        " 2345  surfaceflinger-renderer  1001        1  system                        0        0       0B       0     4096\n"
+        " 2345  surfaceflinger-renderer  1001        1  camera_secure_carveout        1    65536  64.0KiB       0    65536\n"
+        "total                                       3                                5  1126400   1.1MiB    8192\n"
         "orphaned buffers: 1, bytes: 16384 (no live client; see --view heaps)\n";
     EXPECT_EQ(render_pids_table(sample_stats()), expected);
 }
@@ -267,15 +269,15 @@ TEST(PidsTable, ShowsAConnectedPidWithoutBuffersWithHeapDash)
 {
     bufclient::Stats stats;
     stats.clients = {{9, 31, 0, 0, "ionsvc-ctl", "ionsvc-ctl", {}}};
-    EXPECT_EQ(render_pids_table(stats), "  PID  COMM        UID  CLIENTS  HEAP  BUFFERS  BYTES  SIZE  PEAK\n"
-                                        "   31  ionsvc-ctl    0        1  -           0      0    0B     0\n"
-                                        "total                         1              0      0    0B\n");
+    EXPECT_EQ(render_pids_table(stats), "  PID  COMM        UID  CLIENTS  HEAP  BUFFERS  BYTES  SIZE  SHARED  PEAK\n"
+                                        "   31  ionsvc-ctl    0        1  -           0      0    0B       0     0\n"
+                                        "total                         1              0      0    0B       0\n");
 }
 
 TEST(PidsTable, HasOnlyHeaderAndZeroTotalWithoutClients)
 {
-    EXPECT_EQ(render_pids_table({}), "  PID  COMM  UID  CLIENTS  HEAP  BUFFERS  BYTES  SIZE  PEAK\n"
-                                     "total                   0              0      0    0B\n");
+    EXPECT_EQ(render_pids_table({}), "  PID  COMM  UID  CLIENTS  HEAP  BUFFERS  BYTES  SIZE  SHARED  PEAK\n"
+                                     "total                   0              0      0    0B       0\n");
 }
 
 // -------------------------------------------------------------------------
@@ -296,12 +298,14 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
     EXPECT_EQ(capture.at("bytes"), 4096 + 1048576);
     EXPECT_EQ(capture.at("buffers"), 2);
     EXPECT_EQ(capture.at("heaps"), nlohmann::json::parse(R"([
-        {"heap": "system", "bytes": 4096, "buffers": 1, "peak_bytes": 4096},
-        {"heap": "camera_secure_carveout", "bytes": 1048576, "buffers": 1, "peak_bytes": 1048576}
+        {"heap": "system", "bytes": 4096, "buffers": 1, "peak_bytes": 4096,
+         "shared_bytes": 4096, "shared_buffers": 1},
+        {"heap": "camera_secure_carveout", "bytes": 1048576, "buffers": 1, "peak_bytes": 1048576,
+         "shared_bytes": 0, "shared_buffers": 0}
     ])"));
 
     EXPECT_EQ(json.at("heaps"), nlohmann::json::parse(R"([
-        {"name": "system", "backend": "memfd", "type": "system", "total_bytes": 28672, "total_buffers": 4,
+        {"name": "system", "backend": "memfd", "type": "system", "total_bytes": 24576, "total_buffers": 3,
          "orphaned": [{"comm": "mediaserver", "pid": 77, "size": 16384, "map_count": 1, "refcount": 2}],
          "orphaned_bytes": 16384},
         {"name": "camera_secure_carveout", "backend": "memfd", "type": "carveout", "total_bytes": 1114112,
@@ -310,13 +314,17 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
 
     EXPECT_EQ(json.at("pids"), nlohmann::json::parse(R"([
         {"pid": 100, "comm": "camera.provider", "uid": 1000, "clients": 2, "client_ids": [1, 2],
-         "bytes": 1060864, "buffers": 4,
-         "heaps": [{"heap": "system", "bytes": 12288, "buffers": 3, "peak_bytes": 16384},
-                   {"heap": "camera_secure_carveout", "bytes": 1048576, "buffers": 1, "peak_bytes": 1048576}]},
+         "bytes": 1060864, "buffers": 4, "shared_bytes": 8192,
+         "heaps": [{"heap": "system", "bytes": 12288, "buffers": 3, "peak_bytes": 16384,
+                    "shared_bytes": 8192, "shared_buffers": 2},
+                   {"heap": "camera_secure_carveout", "bytes": 1048576, "buffers": 1, "peak_bytes": 1048576,
+                    "shared_bytes": 0, "shared_buffers": 0}]},
         {"pid": 2345, "comm": "surfaceflinger-renderer", "uid": 1001, "clients": 1, "client_ids": [3],
-         "bytes": 65536, "buffers": 1,
-         "heaps": [{"heap": "system", "bytes": 0, "buffers": 0, "peak_bytes": 4096},
-                   {"heap": "camera_secure_carveout", "bytes": 65536, "buffers": 1, "peak_bytes": 65536}]}
+         "bytes": 65536, "buffers": 1, "shared_bytes": 0,
+         "heaps": [{"heap": "system", "bytes": 0, "buffers": 0, "peak_bytes": 4096,
+                    "shared_bytes": 0, "shared_buffers": 0},
+                   {"heap": "camera_secure_carveout", "bytes": 65536, "buffers": 1, "peak_bytes": 65536,
+                    "shared_bytes": 0, "shared_buffers": 0}]}
     ])"));
 }
 

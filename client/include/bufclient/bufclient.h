@@ -110,6 +110,13 @@ struct AllocOptions
     std::uint32_t ion_heap_id_mask = 0;
 };
 
+struct ShareOptions
+{
+    std::optional<uid_t> uid;         // only this user may import; anyone if unset
+    std::chrono::milliseconds ttl{0}; // 0: until revoked or the buffer is freed
+    bool reusable = false;            // false: the first import uses the token up
+};
+
 struct Limits
 {
     std::uint64_t max_buffer_size = 0;
@@ -144,6 +151,9 @@ struct HeapUsage
     std::uint64_t bytes = 0;
     std::uint64_t buffers = 0;
     std::uint64_t peak_bytes = 0;
+    // Of bytes and buffers, those other clients hold too (shared, imported).
+    std::uint64_t shared_bytes = 0;
+    std::uint64_t shared_buffers = 0;
 };
 
 struct ClientStats
@@ -224,6 +234,16 @@ public:
     // still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
+    // A token that lets another client import buffer (ION's SHARE): 48
+    // hex digits, to be passed along by any means. It dies when used up,
+    // revoked, expired, or when this client no longer holds the buffer.
+    Result<std::string> share(const Buffer &buffer, const ShareOptions &options = {});
+    // The buffer a token shares (ION's IMPORT): its fd, and its id here. The
+    // buffer then counts in this client too, as shared. Wrong, used or
+    // expired tokens are NOT_FOUND, another user's PERMISSION_DENIED.
+    Result<Buffer> import(std::string_view token);
+    // Drops a token this client made.
+    Result<void> revoke(std::string_view token);
     Result<std::vector<HeapInfo>> list_heaps();
     Result<Stats> stats(std::optional<pid_t> pid = std::nullopt, StatsView view = StatsView::kPids);
 
