@@ -301,6 +301,7 @@ Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
     alloc.set_flags(options.flags);
     alloc.set_name(options.name);
     alloc.set_count(options.count);
+    alloc.set_ion_heap_id_mask(options.ion_heap_id_mask);
 
     auto answer = connection_->transact(request);
     if (!answer)
@@ -343,10 +344,12 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
         return Unexpected{std::move(answer).error()};
 
     std::vector<HeapInfo> heaps;
-    for (const auto &heap : answer->reply.list_heaps().heaps())
+    for (const auto &heap : answer->reply.list_heaps().heaps()) {
         heaps.push_back({heap.name(), heap.backend(), heap.type(), heap.live_bytes(),
                          heap.live_buffers(), heap.peak_bytes(),
-                         {heap.aliases().begin(), heap.aliases().end()}});
+                         {heap.aliases().begin(), heap.aliases().end()},
+                         heap.has_ion_heap_id() ? std::optional{heap.ion_heap_id()} : std::nullopt});
+    }
     return heaps;
 }
 

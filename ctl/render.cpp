@@ -317,7 +317,9 @@ std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps)
 {
     std::vector<std::vector<std::string>> rows;
     for (const bufclient::HeapInfo &heap : heaps)
-        rows.push_back({heap.name, heap.backend, heap.type, heap.aliases.empty() ? "-" : join_names(heap.aliases),
+        rows.push_back({heap.name, heap.backend, heap.type,
+                        heap.ion_heap_id ? std::to_string(*heap.ion_heap_id) : "-",
+                        heap.aliases.empty() ? "-" : join_names(heap.aliases),
                         std::to_string(heap.live_buffers), std::to_string(heap.live_bytes),
                         human_size(heap.live_bytes), std::to_string(heap.peak_bytes)});
     return render_table(
@@ -325,6 +327,7 @@ std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps)
             {"HEAP", Align::kLeft},
             {"BACKEND", Align::kLeft},
             {"TYPE", Align::kLeft},
+            {"ION_ID", Align::kRight},
             {"ALIASES", Align::kLeft},
             {"BUFFERS", Align::kRight},
             {"BYTES", Align::kRight},
@@ -409,6 +412,7 @@ nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)
             {"live_buffers", heap.live_buffers},
             {"peak_bytes", heap.peak_bytes},
             {"aliases", heap.aliases},
+            {"ion_heap_id", heap.ion_heap_id ? nlohmann::json(*heap.ion_heap_id) : nlohmann::json()},
         });
     }
     return {{"heaps", std::move(array)}};

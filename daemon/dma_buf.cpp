@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <linux/dma-buf.h>
 
+#include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -68,6 +70,39 @@ Expected<UniqueFD, std::string> open_device(Syscalls &syscalls, const std::strin
     if (fd.error() == -ENOENT || fd.error() == -ENODEV || fd.error() == -ENXIO)
         why += fmt::format(" ({})", absent_hint);
     return Unexpected{std::move(why)};
+}
+
+Expected<long, int> fdinfo_count(std::string_view text)
+{
+    constexpr std::string_view kKey = "count:";
+    for (std::size_t start = 0; start < text.size();) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos)
+            end = text.size();
+        std::string_view line = text.substr(start, end - start);
+        start = end + 1;
+        if (!line.starts_with(kKey))
+            continue;
+        line.remove_prefix(kKey.size());
+        while (!line.empty() && (line.front() == '\t' || line.front() == ' '))
+            line.remove_prefix(1);
+        long count = 0;
+        const auto [last, error] = std::from_chars(line.data(), line.data() + line.size(), count);
+        if (error != std::errc() || last != line.data() + line.size())
+            return Unexpected{-ENODATA};
+        return count;
+    }
+    return Unexpected{-ENODATA};
+}
+
+Expected<long, int> dma_buf_reference_count(Syscalls &syscalls, int fd)
+{
+    // A dma-buf's fdinfo is five short lines; its name is at most 32 bytes.
+    std::array<char, 512> text;
+    const auto length = syscalls.read_fdinfo(fd, text);
+    if (!length)
+        return Unexpected{length.error()};
+    return fdinfo_count({text.data(), *length});
 }
 
 std::string describe_error(std::string_view what, int error)

@@ -47,6 +47,15 @@ private:
 Expected<UniqueFD, std::string> open_device(Syscalls &syscalls, const std::string &path,
                                             std::string_view absent_hint);
 
+// How many references the kernel counts to the dma-buf behind fd: every
+// fd, mapping and fd in flight, the daemon's own included (the "count:" of
+// /proc/self/fdinfo/<fd>). -ENODATA if fd shows no count (not a dma-buf),
+// -errno if its fdinfo cannot be read.
+Expected<long, int> dma_buf_reference_count(Syscalls &syscalls, int fd);
+
+// The "count:" line of fdinfo text, or -ENODATA.
+Expected<long, int> fdinfo_count(std::string_view text);
+
 // "<what>: <error text>" for -errno error.
 std::string describe_error(std::string_view what, int error);
 

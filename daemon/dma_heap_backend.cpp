@@ -42,6 +42,7 @@ public:
 
     std::string_view name() const override { return name_; }
     std::string_view type() const override { return type_; }
+    bool exports_dma_buf() const override { return true; }
 
     // flags are not asked for: dma-heaps take no heap flags, and each heap
     // decides its own caching.

@@ -22,6 +22,10 @@ public:
     // ION heap type name: "system", "system_contig", "carveout", "dma", ...
     virtual std::string_view type() const = 0;
 
+    // Its buffers are dma-bufs, whose references the kernel counts: the
+    // daemon can tell when nobody but itself holds one (see Books).
+    virtual bool exports_dma_buf() const = 0;
+
     // Allocates one buffer of size bytes (a whole number of pages) and
     // returns the fd that owns it, or -errno.
     virtual Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t flags,

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include <fmt/format.h>
+
 namespace ionsvc {
 namespace {
 
@@ -82,19 +84,28 @@ Expected<HeapIndex, int> HeapRegistry::resolve(std::string_view name) const
     return Unexpected{-ENODEV};
 }
 
-Expected<HeapIndex, int> HeapRegistry::resolve_ion_mask(std::uint32_t heap_id_mask) const
+std::vector<HeapIndex> HeapRegistry::resolve_ion_mask(std::uint32_t heap_id_mask) const
 {
-    std::optional<HeapIndex> best;
+    std::vector<HeapIndex> selected;
     for (std::size_t i = 0; i < heaps_.size(); ++i) {
         const auto id = heaps_[i].ion_heap_id;
-        if (!id || *id >= 32 || !(heap_id_mask & (std::uint32_t{1} << *id)))
-            continue;
-        if (!best || *id > *heaps_[*best].ion_heap_id)
-            best = static_cast<HeapIndex>(i);
+        if (id && *id < 32 && (heap_id_mask & (std::uint32_t{1} << *id)))
+            selected.push_back(static_cast<HeapIndex>(i));
     }
-    if (!best)
-        return Unexpected{-ENODEV};
-    return *best;
+    std::sort(selected.begin(), selected.end(), [this](HeapIndex a, HeapIndex b) {
+        return *heaps_[a].ion_heap_id > *heaps_[b].ion_heap_id;
+    });
+    return selected;
+}
+
+std::string HeapRegistry::ion_heap_ids() const
+{
+    std::vector<std::string> entries;
+    for (const HeapDescription &heap : heaps_) {
+        if (heap.ion_heap_id)
+            entries.push_back(fmt::format("{} (id {})", heap.name, *heap.ion_heap_id));
+    }
+    return entries.empty() ? "none" : join(entries, ", ");
 }
 
 std::vector<std::string> HeapRegistry::aliases_of(HeapIndex index) const

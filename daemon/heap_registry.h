@@ -51,9 +51,11 @@ public:
     // The heap a name means: a heap's own name first, then an alias; an
     // empty name is the default alias, else the first heap. -ENODEV if none.
     Expected<HeapIndex, int> resolve(std::string_view name) const;
-    // The ion heap an ION heap_id_mask selects: the highest id in the mask
-    // that this daemon serves, as ION tried them. -ENODEV if none.
-    Expected<HeapIndex, int> resolve_ion_mask(std::uint32_t heap_id_mask) const;
+    // The ion heaps an ION heap_id_mask selects, highest id first: the
+    // order in which ION tried them. Empty if the mask names none.
+    std::vector<HeapIndex> resolve_ion_mask(std::uint32_t heap_id_mask) const;
+    // "ion:a (id 0), ion:b (id 2)", or "none": for messages about masks.
+    std::string ion_heap_ids() const;
 
     // The aliases that lead to a heap, in rule order.
     std::vector<std::string> aliases_of(HeapIndex index) const;

@@ -21,6 +21,8 @@ public:
     virtual std::uint32_t ion_heap_id() const = 0;
     // enum ion_heap_type.
     virtual std::uint32_t ion_heap_type() const = 0;
+
+    bool exports_dma_buf() const override { return true; }
 };
 
 // The name of an ION heap type, as Heap::type() gives it ("system", ...).

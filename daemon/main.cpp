@@ -111,7 +111,7 @@ int run(const Options &options)
         spdlog::info("listening on {} (clients and ionsvc-ctl: {}={})", options.socket_path,
                      kSocketEnvironmentVariable, options.socket_path);
 
-    Service service(allocator, ServiceLimits{options.max_buffer_size});
+    Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
     boost::asio::io_context io(1);
     Server server(io, service, std::move(listener->socket));
 

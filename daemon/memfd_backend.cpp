@@ -22,6 +22,8 @@ public:
 
     std::string_view name() const override { return "memfd"; }
     std::string_view type() const override { return "system"; }
+    // The kernel counts no references a memfd's fdinfo would show.
+    bool exports_dma_buf() const override { return false; }
 
     Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t /*flags*/,
                                      std::string_view buffer_name) override

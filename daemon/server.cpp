@@ -26,6 +26,10 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 // Packets one session may handle in a row before it lets others run.
 constexpr int kPacketsPerWakeup = 16;
 
+// Between two rounds of release detection. A round counts the references
+// of a few hundred dma-bufs at most (ServiceLimits::release_check_budget).
+constexpr auto kReleaseCheckInterval = std::chrono::milliseconds(100);
+
 std::string read_comm(pid_t pid)
 {
     std::ifstream file(fmt::format("/proc/{}/comm", pid));
@@ -80,6 +84,7 @@ public:
         boost::system::error_code ignored;
         socket_.close(ignored);
         server_.service_.disconnect(context_.id);
+        server_.schedule_release_check();
         server_.forget(this);
     }
 
@@ -158,6 +163,7 @@ private:
             disposition = server_.service_.handle_packet(
                 context_, std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(status)),
                 pending_);
+            server_.schedule_release_check();
         }
 
         if (pending_.silent) {
@@ -213,6 +219,7 @@ private:
             return false;
         }
 
+        server_.service_.delivered(context_, pending_);
         pending_.clear();
         if (!close_reason_.empty()) {
             close(close_reason_);
@@ -231,7 +238,7 @@ private:
 };
 
 Server::Server(boost::asio::io_context &io, Service &service, UniqueFD listening_socket)
-    : io_(io), service_(service), acceptor_(io), accept_retry_(io),
+    : io_(io), service_(service), acceptor_(io), accept_retry_(io), release_check_(io),
       receive_buffer_(kMaxRequestBytes)
 {
     acceptor_.assign(SeqPacket(AF_UNIX, 0), listening_socket.release());
@@ -255,6 +262,7 @@ void Server::stop()
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     accept_retry_.cancel();
+    release_check_.cancel();
     // close() removes each session from the map: iterate over a copy.
     auto sessions = sessions_;
     for (auto &[raw, session] : sessions)
@@ -298,6 +306,24 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
     auto session = std::make_shared<Session>(*this, std::move(socket), id);
     sessions_.emplace(session.get(), session);
     session->start();
+}
+
+void Server::schedule_release_check()
+{
+    // The timer runs only while there are dma-bufs to watch: an idle daemon
+    // does not wake up ten times a second for nothing.
+    if (release_check_armed_ || stopped_ || !service_.has_watched_buffers())
+        return;
+    release_check_armed_ = true;
+    release_check_.expires_after(kReleaseCheckInterval);
+    release_check_.async_wait([this](const boost::system::error_code &error) {
+        release_check_armed_ = false;
+        if (error || stopped_)
+            return;
+        if (const std::size_t released = service_.release_unreferenced())
+            SPDLOG_DEBUG("release detection: {} buffers nobody holds any more left the books", released);
+        schedule_release_check();
+    });
 }
 
 void Server::forget(Session *session)

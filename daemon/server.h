@@ -41,6 +41,8 @@ private:
     void accept_next();
     void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
     void forget(Session *session);
+    // Arms the release detection timer if there are buffers to watch.
+    void schedule_release_check();
     // One buffer for every session's incoming packets: the loop reads one
     // packet at a time and handles it before it reads the next.
     std::vector<std::byte> &receive_buffer() { return receive_buffer_; }
@@ -49,6 +51,8 @@ private:
     Service &service_;
     boost::asio::basic_socket_acceptor<SeqPacket> acceptor_;
     boost::asio::steady_timer accept_retry_;
+    boost::asio::steady_timer release_check_;
+    bool release_check_armed_ = false;
     std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
     std::vector<std::byte> receive_buffer_;
     bool stopped_ = false;

@@ -10,6 +10,8 @@
 #include <ionsvc/free_check.h>
 #include <ionsvc/protocol.h>
 
+#include "dma_buf.h"
+
 namespace ionsvc {
 
 namespace {
@@ -37,6 +39,20 @@ std::string errno_text(int negative_errno)
     return std::strerror(-negative_errno);
 }
 
+// A heap that failed to make a buffer: the request was checked already, so
+// anything but a shortage is the heap's (or its device's) fault, not the
+// client's. ENODEV here is a device that went away, not an unknown heap.
+StatusCode allocation_status(int negative_errno)
+{
+    switch (-negative_errno) {
+    case ENOMEM:
+    case ENOSPC: return StatusCode::kOutOfMemory;
+    case EMFILE:
+    case ENFILE: return StatusCode::kResourceExhausted;
+    default: return StatusCode::kInternal;
+    }
+}
+
 } // namespace
 
 void set_error(Response &response, StatusCode code, std::string message)
@@ -45,9 +61,26 @@ void set_error(Response &response, StatusCode code, std::string message)
     response.reply.set_message(std::move(message));
 }
 
-Service::Service(Allocator &allocator, ServiceLimits limits)
-    : allocator_(allocator), books_(allocator.heap_count()), limits_(limits)
+Service::Service(Allocator &allocator, ServiceLimits limits, Syscalls &syscalls)
+    : allocator_(allocator), books_(allocator.heap_count()), limits_(limits), syscalls_(syscalls),
+      reference_counter_([this](int fd) { return count_references(fd); })
 {
+}
+
+long Service::count_references(int fd)
+{
+    const auto references = dma_buf_reference_count(syscalls_, fd);
+    if (references)
+        return *references;
+    // Until it works again, buffers stay in the books: said once, not per
+    // buffer and tick.
+    if (!reference_count_failed_) {
+        reference_count_failed_ = true;
+        spdlog::warn("release detection: cannot count a dma-buf's references ({}); buffers stay "
+                     "in the books until freed",
+                     describe_error(fmt::format("/proc/self/fdinfo/{}", fd), references.error()));
+    }
+    return references.error();
 }
 
 ClientId Service::connect(ClientIdentity identity)
@@ -57,7 +90,12 @@ ClientId Service::connect(ClientIdentity identity)
 
 void Service::disconnect(ClientId client)
 {
-    books_.remove_client(client);
+    books_.remove_client(client, reference_counter_);
+}
+
+std::size_t Service::release_unreferenced()
+{
+    return books_.release_unreferenced(limits_.release_check_budget, reference_counter_);
 }
 
 Disposition Service::handle_packet(ClientContext &client, std::span<const std::byte> packet,
@@ -142,6 +180,8 @@ void Service::list_heaps(Response &response)
         info.set_peak_bytes(usage.peak_bytes);
         for (std::string &alias : allocator_.registry().aliases_of(i))
             info.add_aliases(std::move(alias));
+        if (const auto ion_heap_id = allocator_.registry().heap(i).ion_heap_id)
+            info.set_ion_heap_id(*ion_heap_id);
     }
 }
 
@@ -176,21 +216,16 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         return;
     }
 
-    const auto heap = allocator_.find_heap(request.heap());
-    if (!heap) {
-        set_error(response, StatusCode::kNoSuchHeap,
-                  fmt::format("no heap named '{}'; this daemon serves: {}", request.heap(),
-                              allocator_.heap_names()));
-        return;
-    }
-    const std::string_view heap_name = allocator_.heap(*heap).heap->name();
-
     const auto size = page_align(request.size());
     if (!size) {
         set_error(response, StatusCode::kInvalidArgument,
                   fmt::format("size {} does not fit in whole pages", request.size()));
         return;
     }
+
+    const std::vector<HeapIndex> candidates = candidate_heaps(request, response);
+    if (candidates.empty())
+        return;
 
     // Unnamed buffers carry their owner's name, so that /proc/<pid>/fd of
     // whoever holds one says where it came from.
@@ -200,26 +235,37 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             name = record->default_buffer_name;
     }
 
-    // All or nothing: nothing enters the books until every buffer exists.
+    // With several candidate heaps (an ION mask), the next one gets the
+    // whole batch when one fails; the last failure is the one reported.
     std::vector<UniqueFD> fds;
-    fds.reserve(count);
-    for (std::uint32_t i = 0; i < count; ++i) {
-        auto fd = allocator_.allocate(*heap, *size, request.flags(), name);
-        if (!fd) {
-            set_error(response, status_from_errno(fd.error()),
-                      fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}",
-                                  i + 1, count, *size, heap_name, errno_text(fd.error())));
-            return;
+    HeapIndex heap = candidates.front();
+    BatchFailure failure;
+    for (const HeapIndex candidate : candidates) {
+        auto batch = allocate_batch(candidate, *size, request.flags(), name, count);
+        if (batch) {
+            fds = std::move(*batch);
+            heap = candidate;
+            break;
         }
-        fds.push_back(std::move(*fd));
+        failure = batch.error();
+    }
+    if (fds.empty()) {
+        set_error(response, allocation_status(failure.error),
+                  fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}",
+                              failure.index + 1, count, *size, allocator_.heap(failure.heap).heap->name(),
+                              errno_text(failure.error)));
+        return;
     }
 
+    const Heap &chosen = *allocator_.heap(heap).heap;
+    const std::string_view heap_name = chosen.name();
+    const bool watched = chosen.exports_dma_buf();
     wire::AllocReply &reply = *response.reply.mutable_alloc();
     response.fds.reserve(count);
     response.allocated.reserve(count);
     for (UniqueFD &fd : fds) {
         const int number = fd.get();
-        const BufferId id = books_.add_buffer(client.id, *heap, *size, std::move(fd));
+        const BufferId id = books_.add_buffer(client.id, heap, *size, std::move(fd), watched);
         wire::BufferInfo &info = *reply.add_buffers();
         info.set_id(id);
         info.set_size(*size);
@@ -228,6 +274,50 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         response.allocated.push_back(id);
     }
     SPDLOG_DEBUG("client {}: {} x {} bytes from {}", client.id, count, *size, heap_name);
+}
+
+Expected<std::vector<UniqueFD>, Service::BatchFailure>
+Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags, std::string_view name,
+                        std::uint32_t count)
+{
+    // All or nothing: a failure closes the buffers made so far.
+    std::vector<UniqueFD> fds;
+    fds.reserve(count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        auto fd = allocator_.allocate(heap, size, flags, name);
+        if (!fd)
+            return Unexpected{BatchFailure{fd.error(), i, heap}};
+        fds.push_back(std::move(*fd));
+    }
+    return fds;
+}
+
+std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &request, Response &response) const
+{
+    const HeapRegistry &registry = allocator_.registry();
+    if (const std::uint32_t mask = request.ion_heap_id_mask()) {
+        if (!request.heap().empty()) {
+            set_error(response, StatusCode::kInvalidArgument,
+                      fmt::format("both heap '{}' and ion_heap_id_mask {:#x} given: ask by one of them",
+                                  request.heap(), mask));
+            return {};
+        }
+        auto heaps = registry.resolve_ion_mask(mask);
+        if (heaps.empty()) {
+            set_error(response, StatusCode::kNoSuchHeap,
+                      fmt::format("no ion heap in ion_heap_id_mask {:#x}; this daemon's ion heaps: {}",
+                                  mask, registry.ion_heap_ids()));
+        }
+        return heaps;
+    }
+    const auto heap = allocator_.find_heap(request.heap());
+    if (!heap) {
+        set_error(response, StatusCode::kNoSuchHeap,
+                  fmt::format("no heap named '{}'; this daemon serves: {}", request.heap(),
+                              allocator_.heap_names()));
+        return {};
+    }
+    return {*heap};
 }
 
 void Service::free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response)
@@ -245,7 +335,7 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
         return;
     }
     const auto refusal = check_free_ids({ids.data(), static_cast<std::size_t>(ids.size())}, kMaxFreeIds,
-                                        [&](BufferId id) { return books_.buffer(client.id, id) != nullptr; });
+                                        [&](BufferId id) { return books_.holds_or_released(client.id, id); });
     if (refusal) {
         set_error(response, refusal->code, refusal->message);
         return;
@@ -258,13 +348,20 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
 
 void Service::stats(const wire::StatsRequest &request, Response &response)
 {
+    std::optional<pid_t> pid;
+    if (request.has_pid())
+        pid = static_cast<pid_t>(request.pid());
+    // What the kernel knows now, not at the last tick: a client that closed
+    // a buffer a moment ago no longer holds it.
+    books_.release_unreferenced_now(pid, reference_counter_);
+
     wire::StatsReply &reply = *response.reply.mutable_stats();
     const std::size_t heap_count = allocator_.heap_count();
     std::vector<Usage> in_scope(heap_count);
 
     std::vector<std::pair<ClientId, const ClientRecord *>> clients;
     for (const auto &[id, record] : books_.clients()) {
-        if (request.has_pid() && static_cast<std::uint32_t>(record.identity.pid) != request.pid())
+        if (pid && record.identity.pid != *pid)
             continue;
         clients.emplace_back(id, &record);
     }
@@ -292,6 +389,27 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
         }
     }
 
+    // Oldest first, as ION listed them.
+    std::vector<std::pair<BufferId, const OrphanRecord *>> orphans;
+    for (const auto &[id, orphan] : books_.orphans()) {
+        if (!pid || orphan.pid == *pid)
+            orphans.emplace_back(id, &orphan);
+    }
+    std::sort(orphans.begin(), orphans.end());
+    std::vector<std::vector<wire::OrphanedBuffer>> orphans_in_scope(heap_count);
+    for (const auto &[id, record] : orphans) {
+        const OrphanRecord &orphan = *record;
+        wire::OrphanedBuffer entry;
+        entry.set_comm(orphan.comm);
+        entry.set_pid(static_cast<std::uint32_t>(orphan.pid));
+        entry.set_size(orphan.buffer.size);
+        entry.set_map_count(-1);
+        entry.set_refcount(static_cast<std::int32_t>(std::min<long>(orphan.references, INT32_MAX)));
+        orphans_in_scope[orphan.buffer.heap].push_back(std::move(entry));
+        in_scope[orphan.buffer.heap].bytes += orphan.buffer.size;
+        in_scope[orphan.buffer.heap].buffers += 1;
+    }
+
     for (HeapIndex heap = 0; heap < heap_count; ++heap) {
         const HeapEntry &entry = allocator_.heap(heap);
         wire::HeapStats &stats = *reply.add_heaps();
@@ -300,7 +418,15 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
         stats.set_type(std::string(entry.heap->type()));
         stats.set_total_bytes(in_scope[heap].bytes);
         stats.set_total_buffers(in_scope[heap].buffers);
+        for (wire::OrphanedBuffer &orphan : orphans_in_scope[heap])
+            *stats.add_orphaned() = std::move(orphan);
     }
+}
+
+void Service::delivered(ClientContext &client, const Response &response)
+{
+    if (!response.allocated.empty())
+        books_.delivered(client.id, response.allocated);
 }
 
 void Service::undo_allocation(ClientContext &client, const Response &response)

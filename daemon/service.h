@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -19,6 +20,9 @@ namespace ionsvc {
 struct ServiceLimits
 {
     std::uint64_t max_buffer_size = 1ull << 30;
+    // Buffers whose references one release check counts (each costs a read
+    // of /proc/self/fdinfo, a few microseconds).
+    std::size_t release_check_budget = 256;
 };
 
 // What the daemon knows of one connection beyond the books.
@@ -59,17 +63,28 @@ enum class Disposition {
 class Service
 {
 public:
-    Service(Allocator &allocator, ServiceLimits limits);
+    // syscalls: how the books count a dma-buf's references (fdinfo).
+    Service(Allocator &allocator, ServiceLimits limits, Syscalls &syscalls);
 
     ClientId connect(ClientIdentity identity);
+    // Drops the client; its buffers still alive elsewhere become orphans.
     void disconnect(ClientId client);
 
     // Handles one packet that a client sent.
     Disposition handle_packet(ClientContext &client, std::span<const std::byte> packet,
                               Response &response);
 
+    // The reply is out: its buffers are the client's now.
+    void delivered(ClientContext &client, const Response &response);
     // Takes back the buffers of a reply that could not be delivered.
     void undo_allocation(ClientContext &client, const Response &response);
+
+    // One round of release detection, for the event loop's timer: counts
+    // the references of the next few dma-bufs and drops those nobody but
+    // the daemon holds. Returns how many it dropped.
+    std::size_t release_unreferenced();
+    // Whether release detection has buffers to watch (else the timer rests).
+    bool has_watched_buffers() const { return books_.has_watched_buffers(); }
 
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
@@ -82,9 +97,27 @@ private:
     void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
     void stats(const wire::StatsRequest &request, Response &response);
 
+    struct BatchFailure
+    {
+        int error = -ENODEV;
+        std::uint32_t index = 0; // of the buffer that failed
+        HeapIndex heap = 0;
+    };
+    // count buffers from heap, or nothing and why.
+    Expected<std::vector<UniqueFD>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
+                                                                 std::uint32_t flags, std::string_view name,
+                                                                 std::uint32_t count);
+    // The heaps an allocation may come from, in the order to try them;
+    // empty, with the error in response, if none.
+    std::vector<HeapIndex> candidate_heaps(const wire::AllocRequest &request, Response &response) const;
+    long count_references(int fd);
+
     Allocator &allocator_;
     Books books_;
     ServiceLimits limits_;
+    Syscalls &syscalls_;
+    ReferenceCounter reference_counter_;
+    bool reference_count_failed_ = false; // said once in the log
 };
 
 // Fills response with an error status and its message.

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <memory>
 
+#include <fmt/format.h>
+
 namespace ionsvc {
 
 namespace {
@@ -81,6 +83,19 @@ public:
             if (type == DT_CHR)
                 names.emplace_back(entry->d_name);
         }
+    }
+
+    Expected<std::size_t, int> read_fdinfo(int fd, std::span<char> text) override
+    {
+        char path[40];
+        *fmt::format_to_n(path, sizeof(path) - 1, "/proc/self/fdinfo/{}", fd).out = '\0';
+        const UniqueFD file{::open(path, O_RDONLY | O_CLOEXEC)};
+        if (!file)
+            return Unexpected{-errno};
+        const ssize_t length = ::read(file.get(), text.data(), text.size());
+        if (length < 0)
+            return Unexpected{-errno};
+        return static_cast<std::size_t>(length);
     }
 };
 

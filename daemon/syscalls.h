@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,10 @@ public:
     virtual int ioctl(int fd, unsigned long request, void *arg) = 0;
     // Names of the character devices in directory (not sorted).
     virtual Expected<std::vector<std::string>, int> list_char_devices(const char *directory) = 0;
+
+    // Reads /proc/self/fdinfo/<fd> into text; the bytes read or -errno.
+    // How the daemon learns how many references a dma-buf has.
+    virtual Expected<std::size_t, int> read_fdinfo(int fd, std::span<char> text) = 0;
 };
 
 // The process-wide implementation that calls the kernel.

@@ -21,6 +21,7 @@ public:
 
     std::string_view name() const override { return "udmabuf"; }
     std::string_view type() const override { return "system"; }
+    bool exports_dma_buf() const override { return true; }
 
     // flags are not asked for: the pages are shmem's, mapped cached.
     Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t /*flags*/,

@@ -46,7 +46,33 @@ TEST(HeapRegistry, HeapsListsEachHeapsAliases)
     const CommandResult ctl = run_command({ionsvc_ctl_path(), "--socket", daemon.socket_path(), "heaps"});
     EXPECT_EQ(ctl.exit_code, 0) << ctl.err;
     EXPECT_THAT(ctl.out, HasSubstr("ALIASES"));
-    EXPECT_THAT(ctl.out, HasSubstr("memfd    system  system"));
+    EXPECT_THAT(ctl.out, HasSubstr("ION_ID"));
+    EXPECT_THAT(ctl.out, HasSubstr("memfd    system       -  system"));
+}
+
+TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageNamesWhatExists)
+{
+    DaemonProcess daemon; // --backend memfd
+    auto client = daemon.connect();
+    for (const std::string heap : {"ion:ion_system_heap", "dma-heap:system", "udmabuf"}) {
+        SCOPED_TRACE(heap);
+        auto buffers = client.allocate({.heap = heap, .size = 4096});
+        ASSERT_FALSE(buffers);
+        EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
+        EXPECT_EQ(buffers.error().message,
+                  "no heap named '" + heap + "'; this daemon serves: memfd (aliases: system)");
+    }
+}
+
+TEST(HeapRegistry, AnIonMaskOnADaemonWithoutIonIsNoHeapAndSaysSo)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.size = 4096, .ion_heap_id_mask = 0b1});
+    ASSERT_FALSE(buffers);
+    EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
+    EXPECT_EQ(buffers.error().message, "no ion heap in ion_heap_id_mask 0x1; this daemon's ion heaps: none");
+    EXPECT_TRUE(client.allocate({.size = 4096})) << "the daemon keeps serving";
 }
 
 TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageNamesWhatExists)

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // What ionsvc-ctl shows against what real processes hold.
+#include <unistd.h>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +52,15 @@ const json *find_pid(const json &stats, pid_t pid)
             return &entry;
     }
     return nullptr;
+}
+
+// The daemon handles a disconnect in its own time: wait until it has.
+bool memfd_heap_empties(bufclient::Client &observer)
+{
+    return eventually([&] {
+        auto heaps = observer.list_heaps();
+        return heaps && heaps->front().live_buffers == 0;
+    });
 }
 
 TEST(Stats, IonsvcCtlJsonShowsExactlyWhatEachProcessHolds)
@@ -105,14 +116,50 @@ TEST(Stats, ADisconnectEmptiesTheBooks)
     ASSERT_EQ(child.wait(), 0);
 
     auto observer = daemon.connect("observer");
-    ASSERT_TRUE(eventually([&] {
-        auto heaps = observer.list_heaps();
-        return heaps && heaps->front().live_buffers == 0;
-    }));
+    ASSERT_TRUE(memfd_heap_empties(observer));
     const json stats = stats_json(daemon);
     EXPECT_EQ(find_pid(stats, pid), nullptr);
     EXPECT_EQ(stats["heaps"][0]["total_bytes"], 0);
     EXPECT_EQ(stats["heaps"][0]["total_buffers"], 0);
+}
+
+// memfd shows no reference count in fdinfo: its books say what clients
+// asked for and did not free (docs/ARCHITECTURE.md, release detection).
+TEST(Stats, AMemfdBufferItsClientClosedStaysInTheBooksUntilFreed)
+{
+    DaemonProcess daemon;
+    auto client = daemon.connect("closer");
+    auto buffers = client.allocate({.size = 8192});
+    ASSERT_TRUE(buffers) << buffers.error().message;
+    buffers->front().take_fd().reset();
+
+    const json before = stats_json(daemon);
+    const json *mine = find_pid(before, ::getpid());
+    ASSERT_NE(mine, nullptr);
+    EXPECT_EQ((*mine)["bytes"], 8192);
+
+    ASSERT_TRUE(client.free(buffers->front()));
+    const json after = stats_json(daemon);
+    mine = find_pid(after, ::getpid());
+    ASSERT_NE(mine, nullptr);
+    EXPECT_EQ((*mine)["bytes"], 0);
+}
+
+TEST(Stats, AMemfdBufferLeavesTheBooksWithItsClientEvenIfHeldElsewhere)
+{
+    DaemonProcess daemon;
+    UniqueFD kept;
+    {
+        auto client = daemon.connect("leaver");
+        auto buffers = client.allocate({.size = 8192});
+        ASSERT_TRUE(buffers) << buffers.error().message;
+        kept = buffers->front().take_fd();
+    }
+    auto observer = daemon.connect("observer");
+    ASSERT_TRUE(memfd_heap_empties(observer));
+    const json stats = stats_json(daemon, {"--view", "heaps"});
+    EXPECT_TRUE(stats["heaps"][0]["orphaned"].empty()) << stats.dump();
+    EXPECT_TRUE(kept) << "the buffer itself lives on in whoever holds it";
 }
 
 TEST(Stats, TheHeapsViewIsIonsDebugfsLayoutWithTheClientsRow)

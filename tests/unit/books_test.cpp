@@ -17,6 +17,12 @@ ClientIdentity someone(pid_t pid)
     return {pid, 1000, 1000, "camera"};
 }
 
+// What the kernel says of a buffer only the daemon still references.
+long nobody_else_holds(int)
+{
+    return 1;
+}
+
 TEST(Books, ABufferCountsInItsClientAndItsHeap)
 {
     Books books(2);
@@ -81,7 +87,7 @@ TEST(Books, RemovingAClientEmptiesItsShareOfEveryHeap)
     books.add_buffer(leaving, kHeapB, 8192, UniqueFD{});
     books.add_buffer(staying, kHeapA, 16384, UniqueFD{});
 
-    books.remove_client(leaving);
+    books.remove_client(leaving, nobody_else_holds);
     EXPECT_EQ(books.client(leaving), nullptr);
     EXPECT_EQ(books.clients().size(), 1u);
     EXPECT_EQ(books.heap_usage(kHeapA).bytes, 16384u);
@@ -102,7 +108,7 @@ TEST(Books, TheBooksCloseTheDaemonsReferenceWhenABufferLeaves)
     ASSERT_EQ(books.remove_buffer(client, buffer), 0);
     EXPECT_LT(::fcntl(freed, F_GETFD), 0);
     EXPECT_GE(::fcntl(dropped, F_GETFD), 0);
-    books.remove_client(client);
+    books.remove_client(client, nobody_else_holds);
     EXPECT_LT(::fcntl(dropped, F_GETFD), 0);
 }
 
@@ -111,7 +117,7 @@ TEST(Books, ClientIdsAndBufferIdsAreNeverReused)
     Books books(1);
     const ClientId first = books.add_client(someone(10));
     const BufferId buffer = books.add_buffer(first, kHeapA, 4096, UniqueFD{});
-    books.remove_client(first);
+    books.remove_client(first, nobody_else_holds);
     const ClientId second = books.add_client(someone(10));
     EXPECT_NE(first, second);
     EXPECT_NE(books.add_buffer(second, kHeapA, 4096, UniqueFD{}), buffer);

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Naming dma-bufs, and opening device nodes, as the dma-buf backends share.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include <gtest/gtest.h>
@@ -114,6 +117,50 @@ TEST(DeviceNodes, SayWhyTheyDoNotOpenHintingOnlyWhenTheyOrTheirDriverAreAbsent)
         EXPECT_EQ(device.error(), std::string("/dev/thing: ") + std::strerror(error) +
                                       (absent ? " (module thing not loaded?)" : ""));
     }
+}
+
+TEST(ReferenceCounts, AreReadFromTheCountLineOfADmaBufsFdinfo)
+{
+    // As drivers/dma-buf/dma-buf.c prints it after the generic lines.
+    EXPECT_EQ(fdinfo_count("pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1045\nsize:\t4096\n"
+                           "count:\t3\nexp_name:\tion_simple\nname:\tcamera:1234\n")
+                  .value(),
+              3);
+    EXPECT_EQ(fdinfo_count("count:\t1").value(), 1) << "no newline at the end";
+    EXPECT_EQ(fdinfo_count("count: 17\n").value(), 17);
+}
+
+TEST(ReferenceCounts, AreMissingFromFdinfoWithoutAUsableCountLine)
+{
+    // A memfd's fdinfo: no count.
+    EXPECT_EQ(fdinfo_count("pos:\t0\nflags:\t0100002\nmnt_id:\t15\nino:\t7\nseals:\t0\n").error(), -ENODATA);
+    EXPECT_EQ(fdinfo_count("").error(), -ENODATA);
+    EXPECT_EQ(fdinfo_count("count:\t\n").error(), -ENODATA);
+    EXPECT_EQ(fdinfo_count("count:\t3x\n").error(), -ENODATA);
+    // A buffer name that looks like a count is not one.
+    EXPECT_EQ(fdinfo_count("name:\tcount:\t5\n").error(), -ENODATA);
+}
+
+TEST(ReferenceCounts, OfAFileThatIsNoDmaBufAreNoData)
+{
+    // The real /proc/self/fdinfo of a memfd.
+    const UniqueFD memfd{::memfd_create("not-a-dma-buf", MFD_CLOEXEC)};
+    ASSERT_TRUE(memfd);
+    EXPECT_EQ(dma_buf_reference_count(real_syscalls(), memfd.get()).error(), -ENODATA);
+}
+
+TEST(ReferenceCounts, OfAClosedFdAreItsErrno)
+{
+    int fd = ::eventfd(0, EFD_CLOEXEC);
+    ::close(fd);
+    EXPECT_EQ(dma_buf_reference_count(real_syscalls(), fd).error(), -ENOENT);
+}
+
+TEST(ReferenceCounts, PassOnAFailureToReadFdinfo)
+{
+    NiceMock<testing::MockSyscalls> syscalls;
+    EXPECT_CALL(syscalls, read_fdinfo(7, _)).WillOnce(Return(Expected<std::size_t, int>{Unexpected{-EMFILE}}));
+    EXPECT_EQ(dma_buf_reference_count(syscalls, 7).error(), -EMFILE);
 }
 
 } // namespace

@@ -118,23 +118,31 @@ TEST(HeapRegistry, ListsTheAliasesThatLeadToEachHeap)
               "dma-heap:system, udmabuf, memfd (aliases: system, scratch)");
 }
 
-TEST(HeapRegistry, AnIonMaskSelectsTheHighestIonHeapIdInIt)
+TEST(HeapRegistry, AnIonMaskSelectsItsIonHeapsHighestIdFirst)
 {
+    // every_heap(): ion ids 0, 1, 2 at indexes 0, 1, 2.
     const HeapRegistry registry(every_heap(), default_alias_rules());
-    EXPECT_EQ(registry.resolve_ion_mask(0b001).value(), 0u);
-    EXPECT_EQ(registry.resolve_ion_mask(0b011).value(), 1u);
-    EXPECT_EQ(registry.resolve_ion_mask(0b111).value(), 2u);
-    EXPECT_EQ(registry.resolve_ion_mask(0b101).value(), 2u);
+    EXPECT_THAT(registry.resolve_ion_mask(0b001), ElementsAre(0u));
+    EXPECT_THAT(registry.resolve_ion_mask(0b011), ElementsAre(1u, 0u));
+    EXPECT_THAT(registry.resolve_ion_mask(0b111), ElementsAre(2u, 1u, 0u));
+    EXPECT_THAT(registry.resolve_ion_mask(0b101), ElementsAre(2u, 0u));
     // Ids no heap has are skipped, as ION skipped them.
-    EXPECT_EQ(registry.resolve_ion_mask(0xfffffffcu).value(), 2u);
-    EXPECT_EQ(registry.resolve_ion_mask(0xfffffff9u).value(), 0u);
+    EXPECT_THAT(registry.resolve_ion_mask(0xfffffffcu), ElementsAre(2u));
+    EXPECT_THAT(registry.resolve_ion_mask(0xfffffff9u), ElementsAre(0u));
 }
 
-TEST(HeapRegistry, AnIonMaskWithoutAnIonHeapIsNoDevice)
+TEST(HeapRegistry, AnIonMaskWithoutAnIonHeapSelectsNothing)
 {
-    EXPECT_EQ(HeapRegistry(every_heap(), {}).resolve_ion_mask(0b1000).error(), -ENODEV);
-    EXPECT_EQ(HeapRegistry(every_heap(), {}).resolve_ion_mask(0).error(), -ENODEV);
-    EXPECT_EQ(HeapRegistry({plain_heap("memfd", "memfd")}, {}).resolve_ion_mask(~0u).error(), -ENODEV);
+    EXPECT_THAT(HeapRegistry(every_heap(), {}).resolve_ion_mask(0b1000), IsEmpty());
+    EXPECT_THAT(HeapRegistry(every_heap(), {}).resolve_ion_mask(0), IsEmpty());
+    EXPECT_THAT(HeapRegistry({plain_heap("memfd", "memfd")}, {}).resolve_ion_mask(~0u), IsEmpty());
+}
+
+TEST(HeapRegistry, NamesTheIonHeapIdsForMessages)
+{
+    EXPECT_EQ(HeapRegistry(every_heap(), {}).ion_heap_ids(),
+              "ion:ion_system_heap (id 0), ion:ion_system_contig_heap (id 1), ion:ion_carveout_heap (id 2)");
+    EXPECT_EQ(HeapRegistry({plain_heap("memfd", "memfd")}, {}).ion_heap_ids(), "none");
 }
 
 } // namespace

@@ -34,6 +34,9 @@ public:
         ON_CALL(*this, list_char_devices(_)).WillByDefault([](const char *directory) {
             return real_syscalls().list_char_devices(directory);
         });
+        ON_CALL(*this, read_fdinfo(_, _)).WillByDefault([](int fd, std::span<char> text) {
+            return real_syscalls().read_fdinfo(fd, text);
+        });
     }
 
     MOCK_METHOD((Expected<UniqueFD, int>), memfd_create, (const char *name, unsigned int flags),
@@ -44,6 +47,7 @@ public:
     MOCK_METHOD(int, ioctl, (int fd, unsigned long request, void *arg), (override));
     MOCK_METHOD((Expected<std::vector<std::string>, int>), list_char_devices, (const char *directory),
                 (override));
+    MOCK_METHOD((Expected<std::size_t, int>), read_fdinfo, (int fd, std::span<char> text), (override));
 };
 
 } // namespace ionsvc::testing

@@ -347,24 +347,30 @@ TEST(JsonText, ReplacesInvalidUtf8InsteadOfThrowing)
 // -------------------------------------------------------------------------
 // `ionsvc-ctl heaps`.
 
-TEST(HeapList, ShowsEachHeapsBackendTypeAliasesAndLiveAndPeakUsage)
+TEST(HeapList, ShowsEachHeapsBackendTypeIonIdAliasesAndLiveAndPeakUsage)
 {
     const std::vector<bufclient::HeapInfo> heaps = {
-        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system", "scratch"}},
-        {"camera_secure_carveout", "memfd", "carveout", 0, 0, 0, {}},
+        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system", "scratch"}, std::nullopt},
+        {"ion:camera_secure_carveout", "ion", "carveout", 0, 0, 0, {}, 2},
     };
     EXPECT_EQ(render_heap_list(heaps),
-              "HEAP                    BACKEND  TYPE      ALIASES         BUFFERS    BYTES    SIZE     PEAK\n"
-              "memfd                   memfd    system    system,scratch        3  3145728  3.0MiB  4194304\n"
-              "camera_secure_carveout  memfd    carveout  -                     0        0      0B        0\n");
+              "HEAP                        BACKEND  TYPE      ION_ID  ALIASES         BUFFERS    BYTES    SIZE     PEAK\n"
+              "memfd                       memfd    system         -  system,scratch        3  3145728  3.0MiB  4194304\n"
+              "ion:camera_secure_carveout  ion      carveout       2  -                     0        0      0B        0\n");
 }
 
 TEST(HeapListJson, HasTheDocumentedFieldsAndValues)
 {
-    const std::vector<bufclient::HeapInfo> heaps = {{"memfd", "memfd", "system", 3145728, 3, 4194304, {"system"}}};
+    const std::vector<bufclient::HeapInfo> heaps = {
+        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system"}, std::nullopt},
+        {"ion:ion_system_heap", "ion", "system", 0, 0, 0, {}, 0},
+    };
     EXPECT_EQ(heaps_to_json(heaps), nlohmann::json::parse(R"({"heaps": [
         {"name": "memfd", "backend": "memfd", "type": "system",
-         "live_bytes": 3145728, "live_buffers": 3, "peak_bytes": 4194304, "aliases": ["system"]}
+         "live_bytes": 3145728, "live_buffers": 3, "peak_bytes": 4194304, "aliases": ["system"],
+         "ion_heap_id": null},
+        {"name": "ion:ion_system_heap", "backend": "ion", "type": "system",
+         "live_bytes": 0, "live_buffers": 0, "peak_bytes": 0, "aliases": [], "ion_heap_id": 0}
     ]})"));
 }
 

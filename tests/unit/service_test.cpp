@@ -33,7 +33,7 @@ std::vector<std::unique_ptr<Backend>> memfd_only(Syscalls &syscalls)
 class ServiceTest : public ::testing::Test
 {
 protected:
-    ServiceTest() : allocator_(memfd_only(syscalls_)), service_(allocator_, ServiceLimits{kMaxBufferSize})
+    ServiceTest() : allocator_(memfd_only(syscalls_)), service_(allocator_, ServiceLimits{.max_buffer_size = kMaxBufferSize}, syscalls_)
     {
         client_.id = service_.connect({1234, 1000, 1000, "camera"});
     }

@@ -105,6 +105,9 @@ struct AllocOptions
     std::uint32_t flags = 0; // kFlag* bits
     std::string name;        // the buffer's name, seen in /proc
     std::uint32_t count = 1; // a batch: all in one round trip
+    // Instead of heap: ION's heap_id_mask, a bit per HeapInfo::ion_heap_id;
+    // its heaps are tried highest id first, as ION did.
+    std::uint32_t ion_heap_id_mask = 0;
 };
 
 struct Limits
@@ -132,6 +135,7 @@ struct HeapInfo
     std::uint64_t live_buffers = 0;
     std::uint64_t peak_bytes = 0;
     std::vector<std::string> aliases; // names that lead here, e.g. "system"
+    std::optional<std::uint32_t> ion_heap_id; // ion heaps: the bit in an ion_heap_id_mask
 };
 
 struct HeapUsage
@@ -153,13 +157,14 @@ struct ClientStats
     std::vector<HeapUsage> heaps;
 };
 
+// A dma-buf whose client is gone but which someone still holds.
 struct OrphanedBuffer
 {
-    std::string comm;
+    std::string comm; // the last client's
     std::uint32_t pid = 0;
     std::uint64_t size = 0;
-    std::int32_t map_count = 0;
-    std::int32_t refcount = 0;
+    std::int32_t map_count = 0; // ION's kernel mappings: -1, user space cannot see them
+    std::int32_t refcount = 0;  // references besides the daemon's; -1 if unknown
 };
 
 struct HeapStats
@@ -214,7 +219,9 @@ public:
     // hold (NOT_FOUND), none, too many or one twice (INVALID_ARGUMENT) free
     // nothing. Checked here against what this client allocated, so the
     // daemon is told without waiting for an answer; every later request on
-    // this client sees the buffers gone.
+    // this client sees the buffers gone. A dma-buf that nobody held any more
+    // may have left the books already (release detection): freeing it is
+    // still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
     Result<std::vector<HeapInfo>> list_heaps();

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+// The protocol border over dma-buf heaps: a mocked ION driver (this host has
+// no /dev/ion; tests/vm runs the real one) whose buffers' reference counts
+// the test sets through a mocked /proc/self/fdinfo.
+#include <fmt/format.h>
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include <ionsvc/protocol.h>
+
+#include "fake_devices.h"
+#include "fake_ion.h"
+#include "fd_count.h"
+#include "ion_backend.h"
+#include "memfd_backend.h"
+#include "service.h"
+
+namespace ionsvc {
+namespace {
+
+using ::testing::_;
+using ::testing::HasSubstr;
+using ::testing::NiceMock;
+using testing::ion_heap;
+
+constexpr std::uint32_t kSystemId = 0;
+constexpr std::uint32_t kContigId = 1;
+constexpr std::uint32_t kCarveoutId = 2;
+constexpr HeapIndex kSystemHeap = 0; // ion:ion_system_heap
+constexpr HeapIndex kMemfdHeap = 3;
+
+// The fdinfo text of a dma-buf with references references.
+std::string dma_buf_fdinfo(long references)
+{
+    return fmt::format("pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1234\nsize:\t65536\n"
+                       "count:\t{}\nexp_name:\tion_simple\nname:\tframe\n",
+                       references);
+}
+
+class ServiceOnIon : public ::testing::Test
+{
+protected:
+    ServiceOnIon()
+        : allocator_(open_backends()),
+          service_(allocator_, ServiceLimits{.max_buffer_size = 1 << 24}, syscalls_)
+    {
+        EXPECT_CALL(syscalls_, ioctl(device_, ION_IOC_ALLOC, _))
+            .WillRepeatedly([this](int, unsigned long, void *arg) {
+                auto *request = static_cast<ion_allocation_data *>(arg);
+                // One bit per call: the daemon asks one heap at a time.
+                if (failing_mask_ & request->heap_id_mask)
+                    return failure_;
+                request->fd = static_cast<std::uint32_t>(testing::stand_in_fd().release());
+                return 0;
+            });
+        ON_CALL(syscalls_, read_fdinfo(_, _)).WillByDefault([this](int fd, std::span<char> text) {
+            if (fdinfo_error_)
+                return Expected<std::size_t, int>{Unexpected{fdinfo_error_}};
+            const auto it = references_.find(fd);
+            const std::string info = dma_buf_fdinfo(it == references_.end() ? 1 : it->second);
+            const std::size_t length = std::min(info.size(), text.size());
+            std::copy_n(info.data(), length, text.data());
+            return Expected<std::size_t, int>{length};
+        });
+        camera_ = connect(100, "camera");
+        display_ = connect(200, "display");
+    }
+
+    std::vector<std::unique_ptr<Backend>> open_backends()
+    {
+        testing::accept_names(syscalls_);
+        device_ = testing::expect_device(syscalls_, "/dev/ion");
+        EXPECT_CALL(syscalls_, ioctl(device_, ION_IOC_HEAP_QUERY, _))
+            .WillRepeatedly(testing::answer_heap_query({
+                ion_heap("ion_system_heap", ION_HEAP_TYPE_SYSTEM, kSystemId),
+                ion_heap("ion_system_contig_heap", ION_HEAP_TYPE_SYSTEM_CONTIG, kContigId),
+                ion_heap("ion_carveout_heap", ION_HEAP_TYPE_CARVEOUT, kCarveoutId),
+            }));
+        std::vector<std::unique_ptr<Backend>> backends;
+        auto ion = open_ion_backend(syscalls_);
+        EXPECT_TRUE(ion) << ion.error();
+        if (ion)
+            backends.push_back(std::move(*ion));
+        backends.push_back(make_memfd_backend(syscalls_));
+        return backends;
+    }
+
+    ClientContext connect(pid_t pid, const std::string &comm)
+    {
+        ClientContext client;
+        client.id = service_.connect({pid, 1000, 1000, comm});
+        wire::Request request;
+        request.mutable_hello()->set_protocol_version(kProtocolVersion);
+        EXPECT_EQ(send(client, request).reply.status(), wire::OK);
+        return client;
+    }
+
+    Response send(ClientContext &client, const wire::Request &request)
+    {
+        const std::string packet = request.SerializeAsString();
+        Response response;
+        service_.handle_packet(client, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                               response);
+        return response;
+    }
+
+    // An allocation whose reply reached the client (delivered) or not.
+    Response alloc(ClientContext &client, std::uint32_t mask, const std::string &heap = "",
+                   bool delivered = true)
+    {
+        wire::Request request;
+        request.mutable_alloc()->set_size(65536);
+        request.mutable_alloc()->set_count(1);
+        request.mutable_alloc()->set_heap(heap);
+        request.mutable_alloc()->set_ion_heap_id_mask(mask);
+        Response response = send(client, request);
+        if (delivered && response.reply.status() == wire::OK)
+            service_.delivered(client, response);
+        return response;
+    }
+
+    wire::StatsReply stats(ClientContext &client, std::optional<pid_t> pid = std::nullopt)
+    {
+        wire::Request request;
+        wire::StatsRequest &stats = *request.mutable_stats();
+        if (pid)
+            stats.set_pid(static_cast<std::uint32_t>(*pid));
+        const Response response = send(client, request);
+        EXPECT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+        return response.reply.stats();
+    }
+
+    // The bytes stats gives client in heap, 0 if it lists none there.
+    static std::uint64_t bytes_of(const wire::StatsReply &reply, const ClientContext &client,
+                                  std::string_view heap)
+    {
+        for (const auto &entry : reply.clients()) {
+            if (entry.client_id() != client.id)
+                continue;
+            for (const auto &usage : entry.heaps()) {
+                if (usage.heap() == heap)
+                    return usage.bytes();
+            }
+        }
+        return 0;
+    }
+
+    NiceMock<testing::MockSyscalls> syscalls_;
+    int device_ = -1;
+    std::uint32_t failing_mask_ = 0;
+    int failure_ = -ENOMEM; // what the heaps in failing_mask_ answer
+    std::map<int, long> references_;
+    int fdinfo_error_ = 0;
+    Allocator allocator_;
+    Service service_;
+    ClientContext camera_;
+    ClientContext display_;
+};
+
+TEST_F(ServiceOnIon, AnIonMaskAllocatesFromItsHighestIdHeap)
+{
+    const Response response = alloc(camera_, (1u << kSystemId) | (1u << kContigId));
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.reply.alloc().buffers(0).heap(), "ion:ion_system_contig_heap");
+}
+
+TEST_F(ServiceOnIon, AnIonMaskFallsBackToTheNextHeapWhenOneFails)
+{
+    failing_mask_ = 1u << kCarveoutId;
+    const Response response = alloc(camera_, 0b111);
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.reply.alloc().buffers(0).heap(), "ion:ion_system_contig_heap");
+}
+
+TEST_F(ServiceOnIon, AnIonMaskWhoseHeapsAllFailReportsTheLastOne)
+{
+    failing_mask_ = 0b111;
+    const Response response = alloc(camera_, 0b101);
+    EXPECT_EQ(response.reply.status(), wire::OUT_OF_MEMORY);
+    EXPECT_THAT(response.reply.message(), HasSubstr("'ion:ion_system_heap'"));
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+}
+
+struct DeviceFault
+{
+    int error;
+    wire::StatusCode status;
+    const char *text;
+};
+
+class ServiceOnFailingIon : public ServiceOnIon, public ::testing::WithParamInterface<DeviceFault>
+{
+};
+
+TEST_P(ServiceOnFailingIon, AFailingIoctlIsAStatusWithItsTextAndTheDaemonServesOn)
+{
+    failing_mask_ = 1u << kSystemId;
+    failure_ = GetParam().error;
+    const std::size_t fds_before = test_support::open_fd_count();
+    const Response response = alloc(camera_, 0, "ion:ion_system_heap");
+    EXPECT_EQ(response.reply.status(), GetParam().status);
+    EXPECT_THAT(response.reply.message(), HasSubstr(GetParam().text));
+    EXPECT_THAT(response.reply.message(), HasSubstr("heap 'ion:ion_system_heap'"));
+    EXPECT_TRUE(response.fds.empty());
+    EXPECT_EQ(test_support::open_fd_count(), fds_before);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+
+    EXPECT_EQ(alloc(camera_, 0, "ion:ion_carveout_heap").reply.status(), wire::OK);
+    EXPECT_EQ(alloc(display_, 0, "memfd").reply.status(), wire::OK);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, ServiceOnFailingIon,
+    ::testing::Values(DeviceFault{-ENOMEM, wire::OUT_OF_MEMORY, "Cannot allocate memory"},
+                      DeviceFault{-EMFILE, wire::RESOURCE_EXHAUSTED, "Too many open files"},
+                      // The driver was unbound or the device unplugged.
+                      DeviceFault{-ENODEV, wire::INTERNAL, "No such device"},
+                      DeviceFault{-EIO, wire::INTERNAL, "Input/output error"},
+                      DeviceFault{-EINVAL, wire::INTERNAL, "Invalid argument"}),
+    [](const ::testing::TestParamInfo<DeviceFault> &fault) {
+        return std::string(strerrorname_np(-fault.param.error));
+    });
+
+TEST_F(ServiceOnIon, AnIonMaskWithoutAnyIonHeapNamesTheIonHeapIds)
+{
+    const Response response = alloc(camera_, 1u << 5);
+    EXPECT_EQ(response.reply.status(), wire::NO_SUCH_HEAP);
+    EXPECT_THAT(response.reply.message(), HasSubstr("0x20"));
+    EXPECT_THAT(response.reply.message(),
+                HasSubstr("ion:ion_system_heap (id 0), ion:ion_system_contig_heap (id 1), "
+                          "ion:ion_carveout_heap (id 2)"));
+}
+
+TEST_F(ServiceOnIon, AHeapNameAndAnIonMaskTogetherAreRefused)
+{
+    const Response response = alloc(camera_, 1, "memfd");
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("both heap 'memfd' and ion_heap_id_mask 0x1"));
+}
+
+TEST_F(ServiceOnIon, ListHeapsGivesEachIonHeapItsId)
+{
+    wire::Request request;
+    request.mutable_list_heaps();
+    const Response response = send(camera_, request);
+    const auto &heaps = response.reply.list_heaps().heaps();
+    ASSERT_EQ(heaps.size(), 4);
+    EXPECT_EQ(heaps[0].ion_heap_id(), kSystemId);
+    EXPECT_EQ(heaps[2].ion_heap_id(), kCarveoutId);
+    EXPECT_TRUE(heaps[2].has_ion_heap_id());
+    EXPECT_FALSE(heaps[3].has_ion_heap_id()) << heaps[3].name();
+}
+
+TEST_F(ServiceOnIon, StatsLeaveOutABufferTheClientClosedWithoutFree)
+{
+    const Response held = alloc(camera_, 1u << kSystemId);
+    const Response closed = alloc(camera_, 1u << kSystemId);
+    ASSERT_EQ(closed.reply.status(), wire::OK);
+    references_[held.fds[0]] = 2; // the client's fd and the daemon's
+
+    const wire::StatsReply reply = stats(display_);
+    EXPECT_EQ(bytes_of(reply, camera_, "ion:ion_system_heap"), 65536u);
+    EXPECT_EQ(reply.heaps(kSystemHeap).total_bytes(), 65536u);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u);
+}
+
+TEST_F(ServiceOnIon, StatsKeepABufferWhoseReplyIsStillOnItsWay)
+{
+    alloc(camera_, 1u << kSystemId, "", false);
+    EXPECT_EQ(bytes_of(stats(display_), camera_, "ion:ion_system_heap"), 65536u);
+}
+
+TEST_F(ServiceOnIon, StatsOfOnePidCountOnlyItsClientsBuffers)
+{
+    const Response cameras = alloc(camera_, 1u << kSystemId);
+    alloc(display_, 1u << kSystemId);
+    // Both closed their fds; only the camera's pid is asked about.
+    const wire::StatsReply reply = stats(display_, pid_t{100});
+    EXPECT_EQ(reply.clients_size(), 1);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u) << "the display's is checked later";
+    EXPECT_EQ(service_.release_unreferenced(), 1u);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+}
+
+TEST_F(ServiceOnIon, ABufferHeldElsewhereOutlivesItsClientAsAnOrphan)
+{
+    const Response response = alloc(camera_, 1u << kSystemId);
+    const int fd = response.fds[0];
+    references_[fd] = 3; // the daemon's, a process that got the fd, a mapping
+    service_.disconnect(camera_.id);
+
+    const wire::StatsReply reply = stats(display_);
+    const wire::HeapStats &heap = reply.heaps(kSystemHeap);
+    ASSERT_EQ(heap.orphaned_size(), 1);
+    EXPECT_EQ(heap.orphaned(0).pid(), 100u);
+    EXPECT_EQ(heap.orphaned(0).comm(), "camera");
+    EXPECT_EQ(heap.orphaned(0).size(), 65536u);
+    EXPECT_EQ(heap.orphaned(0).refcount(), 2);
+    EXPECT_EQ(heap.orphaned(0).map_count(), -1);
+    EXPECT_EQ(heap.total_bytes(), 65536u);
+    EXPECT_EQ(heap.total_buffers(), 1u);
+    EXPECT_EQ(stats(display_, pid_t{200}).heaps(kSystemHeap).orphaned_size(), 0)
+        << "another pid's orphans are out of its scope";
+
+    references_[fd] = 1;
+    const wire::StatsReply after = stats(display_);
+    EXPECT_EQ(after.heaps(kSystemHeap).orphaned_size(), 0);
+    EXPECT_EQ(after.heaps(kSystemHeap).total_bytes(), 0u);
+}
+
+TEST_F(ServiceOnIon, AFreeThatRacedTheReleaseSucceeds)
+{
+    const Response response = alloc(camera_, 1u << kSystemId);
+    ASSERT_EQ(service_.release_unreferenced(), 1u);
+
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(response.reply.alloc().buffers(0).id());
+    const Response freed = send(camera_, request);
+    EXPECT_EQ(freed.reply.status(), wire::OK) << freed.reply.message();
+    EXPECT_EQ(freed.reply.free().freed(), 1u);
+    EXPECT_EQ(send(camera_, request).reply.status(), wire::NOT_FOUND);
+}
+
+TEST_F(ServiceOnIon, AnUnreadableFdinfoKeepsEveryBuffer)
+{
+    alloc(camera_, 1u << kSystemId);
+    fdinfo_error_ = -EMFILE;
+    EXPECT_EQ(service_.release_unreferenced(), 0u);
+    EXPECT_EQ(bytes_of(stats(display_), camera_, "ion:ion_system_heap"), 65536u);
+
+    fdinfo_error_ = 0;
+    EXPECT_EQ(service_.release_unreferenced(), 1u);
+}
+
+TEST_F(ServiceOnIon, MemfdBuffersAreNeverCounted)
+{
+    EXPECT_CALL(syscalls_, read_fdinfo(_, _)).Times(0);
+    alloc(camera_, 0, "memfd");
+    EXPECT_FALSE(service_.has_watched_buffers());
+    EXPECT_EQ(service_.release_unreferenced(), 0u);
+    EXPECT_EQ(bytes_of(stats(display_), camera_, "memfd"), 65536u);
+    EXPECT_EQ(service_.books().heap_usage(kMemfdHeap).buffers, 1u);
+}
+
+} // namespace
+} // namespace ionsvc
