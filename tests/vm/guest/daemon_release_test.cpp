@@ -37,74 +37,77 @@ TEST_F(DaemonReleaseDetection, ForgetsADmaBufWhoseLastFdClosedWithoutFreeButNotA
     constexpr std::uint64_t kMapped = 128 * KiB;
     const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
     ASSERT_FALSE(heaps.empty());
-    for (const ServedHeap &heap : heaps) {
-        SCOPED_TRACE("heap " + heap.name);
-        // Stays connected throughout: nothing but the closes tells the
-        // daemon anything.
-        NobodyProcess client("e2e-closer", [&](Channel &parent) -> std::string {
-            auto daemon_client = connect("closer");
-            if (!daemon_client)
-                return error_text("connect", daemon_client.error());
-            auto closed = daemon_client->allocate({.heap = heap.name, .size = kClosed});
-            auto mapped = daemon_client->allocate({.heap = heap.name, .size = kMapped});
-            if (!closed || !mapped)
-                return error_text("allocate", closed ? mapped.error() : closed.error());
-            Mapping mapping = Mapping::map(mapped->front().fd(), kMapped);
-            if (!mapping.is_valid())
-                return "mmap: " + to_string(mapping.error());
-            if (std::string problem = parent.send("allocated"); !problem.empty())
-                return problem;
-            if (std::string problem = parent.expect("close"); !problem.empty())
-                return problem;
-            closed->front().take_fd().reset();
-            mapped->front().take_fd().reset();
-            if (std::string problem = parent.send("closed"); !problem.empty())
-                return problem;
-            if (std::string problem = parent.expect("unmap"); !problem.empty())
-                return problem;
-            mapping.reset();
-            if (std::string problem = parent.send("unmapped"); !problem.empty())
-                return problem;
-            return parent.expect("exit");
-        });
-        const pid_t pid = client.pid();
-        const Heap *ion = ion_heap_of(heap.name);
-        // What the kernel still holds of the heap (ion only: the daemon's
-        // reference, dropped, frees the buffer).
-        const auto expect_kernel_holds = [&](std::uint64_t bytes) {
-            if (ion == nullptr)
-                return;
-            const HeapView view = read_heap_view(*ion);
-            ASSERT_TRUE(is_parsed(view));
-            EXPECT_EQ(view.total, bytes) << view.text;
-        };
+    // In every dma-buf heap, one buffer it closes and one it closes but
+    // keeps mapped. It stays connected throughout: nothing but the closes
+    // and the munmaps tells the daemon anything.
+    NobodyProcess client("e2e-closer", [&](Channel &parent) -> std::string {
+        auto daemon_client = connect("closer");
+        if (!daemon_client)
+            return error_text("connect", daemon_client.error());
+        std::vector<bufclient::Buffer> closed, mapped;
+        std::vector<Mapping> mappings;
+        for (const ServedHeap &heap : heaps) {
+            auto one = daemon_client->allocate({.heap = heap.name, .size = kClosed});
+            auto other = daemon_client->allocate({.heap = heap.name, .size = kMapped});
+            if (!one || !other)
+                return error_text("allocate from " + heap.name, one ? other.error() : one.error());
+            closed.push_back(std::move(one->front()));
+            mapped.push_back(std::move(other->front()));
+            mappings.push_back(Mapping::map(mapped.back().fd(), kMapped));
+            if (!mappings.back().is_valid())
+                return heap.name + ": mmap: " + to_string(mappings.back().error());
+        }
+        if (std::string problem = parent.send("allocated"); !problem.empty())
+            return problem;
+        if (std::string problem = parent.expect("close"); !problem.empty())
+            return problem;
+        for (std::size_t i = 0; i < heaps.size(); ++i) {
+            closed[i].take_fd().reset();
+            mapped[i].take_fd().reset();
+        }
+        if (std::string problem = parent.send("closed"); !problem.empty())
+            return problem;
+        if (std::string problem = parent.expect("unmap"); !problem.empty())
+            return problem;
+        mappings.clear();
+        if (std::string problem = parent.send("unmapped"); !problem.empty())
+            return problem;
+        return parent.expect("exit");
+    });
+    const pid_t pid = client.pid();
+    // The books of every heap for pid, the heap's live bytes, and what the
+    // kernel still holds of it (ion only: a reference the daemon drops
+    // frees a buffer nobody else holds).
+    const auto expect_everywhere = [&](std::uint64_t bytes, std::uint64_t buffers) {
+        const json now = stats_json();
+        const json listing = heaps_json();
+        for (const ServedHeap &heap : heaps) {
+            SCOPED_TRACE("heap " + heap.name);
+            EXPECT_EQ(pid_bytes_in(now, pid, heap.name), bytes) << pid_entry_text(now, pid);
+            EXPECT_EQ(pid_buffers_in(now, pid, heap.name), buffers) << pid_entry_text(now, pid);
+            EXPECT_EQ(live_bytes_of(listing, heap.name), bytes) << listing.dump(2);
+            if (const Heap *ion = ion_heap_of(heap.name)) {
+                const HeapView view = read_heap_view(*ion);
+                ASSERT_TRUE(is_parsed(view));
+                EXPECT_EQ(view.total, bytes) << view.text;
+            }
+        }
+    };
 
-        ASSERT_EQ(client.channel().expect("allocated"), "");
-        json now = stats_json();
-        EXPECT_EQ(pid_bytes_in(now, pid, heap.name), kClosed + kMapped) << pid_entry_text(now, pid);
-        EXPECT_EQ(pid_buffers_in(now, pid, heap.name), 2u) << pid_entry_text(now, pid);
+    ASSERT_EQ(client.channel().expect("allocated"), "");
+    expect_everywhere(kClosed + kMapped, 2);
 
-        ASSERT_EQ(client.channel().send("close"), "");
-        ASSERT_EQ(client.channel().expect("closed"), "");
-        now = stats_json();
-        EXPECT_EQ(pid_bytes_in(now, pid, heap.name), kMapped)
-            << "the closed buffer must be gone, the mapped one still counted:\n"
-            << pid_entry_text(now, pid);
-        EXPECT_EQ(pid_buffers_in(now, pid, heap.name), 1u) << pid_entry_text(now, pid);
-        EXPECT_EQ(live_bytes_of(heaps_json(), heap.name), kMapped);
-        expect_kernel_holds(kMapped);
+    // The closed buffer is gone, the mapped one still counted.
+    ASSERT_EQ(client.channel().send("close"), "");
+    ASSERT_EQ(client.channel().expect("closed"), "");
+    expect_everywhere(kMapped, 1);
 
-        ASSERT_EQ(client.channel().send("unmap"), "");
-        ASSERT_EQ(client.channel().expect("unmapped"), "");
-        now = stats_json();
-        EXPECT_EQ(pid_bytes_in(now, pid, heap.name), 0u) << pid_entry_text(now, pid);
-        EXPECT_EQ(pid_buffers_in(now, pid, heap.name), 0u) << pid_entry_text(now, pid);
-        EXPECT_EQ(live_bytes_of(heaps_json(), heap.name), 0u);
-        expect_kernel_holds(0);
+    ASSERT_EQ(client.channel().send("unmap"), "");
+    ASSERT_EQ(client.channel().expect("unmapped"), "");
+    expect_everywhere(0, 0);
 
-        EXPECT_EQ(client.channel().send("exit"), "");
-        EXPECT_TRUE(client.finished());
-    }
+    EXPECT_EQ(client.channel().send("exit"), "");
+    EXPECT_TRUE(client.finished());
 }
 
 TEST_F(DaemonReleaseDetection, KeepsAMemfdClosedWithoutFreeUntilItIsFreedOrItsClientLeaves)
@@ -172,76 +175,88 @@ class DaemonOrphans : public DaemonTest
 
 TEST_F(DaemonOrphans, ADmaBufWhoseClientLeftIsListedUnderItsHeapUntilItsLastHolderClosesIt)
 {
-    constexpr std::uint64_t kSize = 320 * KiB;
     const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
     ASSERT_FALSE(heaps.empty());
-    for (const ServedHeap &heap : heaps) {
-        SCOPED_TRACE("heap " + heap.name);
-        ChannelPair link = channel_pair();
-        // Allocates, passes the buffer on and exits without a Free.
-        NobodyProcess allocator("e2e-orphaner", [&](Channel &) -> std::string {
-            link.second.close();
-            auto client = connect("orphaner");
-            if (!client)
-                return error_text("connect", client.error());
-            auto buffers = client->allocate({.heap = heap.name, .size = kSize});
-            if (!buffers)
-                return error_text("allocate", buffers.error());
-            const int lent[] = {buffers->front().fd()};
-            if (std::string problem = link.first.send("buffer", lent); !problem.empty())
-                return problem;
-            return link.first.expect("got it");
-        });
-        // Never a client of the daemon; it only holds the fd.
-        NobodyProcess holder("e2e-keeper", [&](Channel &parent) -> std::string {
-            link.first.close();
-            Channel::Message message = link.second.receive();
-            if (!message.error.empty())
-                return "waiting for the buffer: " + message.error;
-            if (message.fds.size() != 1)
-                return "got " + std::to_string(message.fds.size()) + " fds instead of one";
-            if (std::string problem = link.second.send("got it"); !problem.empty())
-                return problem;
-            if (std::string problem = parent.send("holding"); !problem.empty())
-                return problem;
-            if (std::string problem = parent.expect("close"); !problem.empty())
-                return problem;
-            message.fds.clear();
-            if (std::string problem = parent.send("closed"); !problem.empty())
-                return problem;
-            return parent.expect("exit");
-        });
-        link.first.close();
+    // A size of its own per heap: an orphan shown under the wrong heap shows.
+    const auto size_in = [](std::size_t i) { return (256 + 16 * i) * KiB; };
+    ChannelPair link = channel_pair();
+    // Allocates from every dma-buf heap, passes the buffers on and exits
+    // without a Free.
+    NobodyProcess allocator("e2e-orphaner", [&](Channel &) -> std::string {
         link.second.close();
-        ASSERT_EQ(holder.channel().expect("holding"), "");
-        const pid_t allocator_pid = allocator.pid();
-        ASSERT_TRUE(allocator.finished());
-        ASSERT_TRUE(disconnect_seen(allocator_pid));
+        auto client = connect("orphaner");
+        if (!client)
+            return error_text("connect", client.error());
+        std::vector<bufclient::Buffer> held;
+        std::vector<int> lent;
+        for (std::size_t i = 0; i < heaps.size(); ++i) {
+            auto buffers = client->allocate({.heap = heaps[i].name, .size = size_in(i)});
+            if (!buffers)
+                return error_text("allocate from " + heaps[i].name, buffers.error());
+            held.push_back(std::move(buffers->front()));
+            lent.push_back(held.back().fd());
+        }
+        if (std::string problem = link.first.send("buffers", lent); !problem.empty())
+            return problem;
+        return link.first.expect("got them");
+    });
+    // Never a client of the daemon; it only holds the fds.
+    NobodyProcess holder("e2e-keeper", [&](Channel &parent) -> std::string {
+        link.first.close();
+        Channel::Message message = link.second.receive();
+        if (!message.error.empty())
+            return "waiting for the buffers: " + message.error;
+        if (message.fds.size() != heaps.size())
+            return "got " + std::to_string(message.fds.size()) + " fds instead of " +
+                   std::to_string(heaps.size());
+        if (std::string problem = link.second.send("got them"); !problem.empty())
+            return problem;
+        if (std::string problem = parent.send("holding"); !problem.empty())
+            return problem;
+        if (std::string problem = parent.expect("close"); !problem.empty())
+            return problem;
+        message.fds.clear();
+        if (std::string problem = parent.send("closed"); !problem.empty())
+            return problem;
+        return parent.expect("exit");
+    });
+    link.first.close();
+    link.second.close();
+    ASSERT_EQ(holder.channel().expect("holding"), "");
+    const pid_t allocator_pid = allocator.pid();
+    ASSERT_TRUE(allocator.finished());
+    ASSERT_TRUE(disconnect_seen(allocator_pid));
 
-        json now = ctl_json({"stats", "--view", "heaps"});
-        ASSERT_TRUE(now.is_object() && now.contains("heaps")) << now.dump(2);
-        const json *entry = find_by(now["heaps"], "name", heap.name);
+    json now = ctl_json({"stats", "--view", "heaps"});
+    ASSERT_TRUE(now.is_object() && now.contains("heaps")) << now.dump(2);
+    for (std::size_t i = 0; i < heaps.size(); ++i) {
+        SCOPED_TRACE("heap " + heaps[i].name);
+        const json *entry = find_by(now["heaps"], "name", heaps[i].name);
         ASSERT_NE(entry, nullptr) << now.dump(2);
         const json orphaned = entry->value("orphaned", json::array());
         const json *orphan = find_by(orphaned, "pid", allocator_pid);
         ASSERT_NE(orphan, nullptr)
             << "no orphan of pid " << allocator_pid << ":\n" << entry->dump(2);
         EXPECT_EQ(orphan->value("comm", ""), allocator.comm()) << orphan->dump();
-        EXPECT_EQ(orphan->value("size", std::uint64_t{0}), kSize) << orphan->dump();
+        EXPECT_EQ(orphan->value("size", std::uint64_t{0}), size_in(i)) << orphan->dump();
         EXPECT_EQ(orphaned.size(), 1u) << entry->dump(2);
-        EXPECT_EQ(entry->value("total_bytes", std::uint64_t{0}), kSize) << entry->dump(2);
+        EXPECT_EQ(entry->value("total_bytes", std::uint64_t{0}), size_in(i)) << entry->dump(2);
+    }
 
-        ASSERT_EQ(holder.channel().send("close"), "");
-        ASSERT_EQ(holder.channel().expect("closed"), "");
-        now = ctl_json({"stats", "--view", "heaps"});
-        entry = find_by(now["heaps"], "name", heap.name);
+    ASSERT_EQ(holder.channel().send("close"), "");
+    ASSERT_EQ(holder.channel().expect("closed"), "");
+    now = ctl_json({"stats", "--view", "heaps"});
+    ASSERT_TRUE(now.is_object() && now.contains("heaps")) << now.dump(2);
+    for (const ServedHeap &heap : heaps) {
+        SCOPED_TRACE("heap " + heap.name);
+        const json *entry = find_by(now["heaps"], "name", heap.name);
         ASSERT_NE(entry, nullptr) << now.dump(2);
         EXPECT_TRUE(entry->value("orphaned", json::array()).empty()) << entry->dump(2);
         EXPECT_EQ(entry->value("total_bytes", std::uint64_t{1}), 0u) << entry->dump(2);
-
-        EXPECT_EQ(holder.channel().send("exit"), "");
-        EXPECT_TRUE(holder.finished());
     }
+
+    EXPECT_EQ(holder.channel().send("exit"), "");
+    EXPECT_TRUE(holder.finished());
 }
 
 } // namespace
