@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Real processes for integration tests: the real ionsvcd on a private
-// socket, forked clients, and commands run to completion.
+// Real processes for the integration and in-VM tests: the real ionsvcd on
+// a private socket, forked clients, and commands run to completion.
 #pragma once
 
 #include <sys/types.h>
@@ -30,7 +30,8 @@ private:
 };
 
 // ionsvcd, started on a socket of its own and known to be serving: the
-// fixture waits for its sd_notify READY=1, not for time to pass.
+// fixture waits for its sd_notify READY=1, not for time to pass. It serves
+// memfd only unless extra_arguments name a --backend.
 class DaemonProcess
 {
 public:

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include <gtest/gtest.h>
 
@@ -116,9 +117,15 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
 DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments)
     : socket_path_(directory_.path() + "/run/ionsvc.sock")
 {
-    std::vector<std::string> arguments = {ionsvcd_path(), "--socket", socket_path_, "--backend", "memfd"};
+    const auto given = [&](std::string_view option) {
+        return std::find(extra_arguments.begin(), extra_arguments.end(), option) != extra_arguments.end();
+    };
+    std::vector<std::string> arguments = {ionsvcd_path(), "--socket", socket_path_};
+    // memfd works on every machine; the in-VM tests ask for the real devices.
+    if (!given("--backend"))
+        arguments.insert(arguments.end(), {"--backend", "memfd"});
     // Debug logs help a failing test, unless the test is about log levels.
-    if (std::find(extra_arguments.begin(), extra_arguments.end(), "--log-level") == extra_arguments.end())
+    if (!given("--log-level"))
         arguments.insert(arguments.end(), {"--log-level", "debug"});
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
     pid_ = start_daemon(arguments, directory_.path() + "/ionsvcd.log",
