@@ -87,10 +87,10 @@ protected:
         return backends;
     }
 
-    ClientContext connect(pid_t pid, const std::string &comm)
+    ClientContext connect(pid_t pid, const std::string &comm, uid_t uid = 1000)
     {
         ClientContext client;
-        client.id = service_.connect({pid, 1000, 1000, comm});
+        client.id = service_.connect({pid, uid, uid, comm});
         wire::Request request;
         request.mutable_hello()->set_protocol_version(kProtocolVersion);
         EXPECT_EQ(send(client, request).reply.status(), wire::OK);
@@ -342,6 +342,194 @@ TEST_F(ServiceOnIon, MemfdBuffersAreNeverCounted)
     EXPECT_EQ(service_.release_unreferenced(), 0u);
     EXPECT_EQ(bytes_of(stats(display_), camera_, "memfd"), 65536u);
     EXPECT_EQ(service_.books().heap_usage(kMemfdHeap).buffers, 1u);
+}
+
+// -------------------------------------------------------------------------
+// Share and import.
+
+class SharingOnIon : public ServiceOnIon
+{
+protected:
+    // A buffer allocated and delivered to camera, and its id.
+    BufferId camera_buffer()
+    {
+        const Response response = alloc(camera_, 1u << kSystemId);
+        EXPECT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+        fd_ = response.fds.empty() ? -1 : response.fds[0];
+        return response.reply.alloc().buffers(0).id();
+    }
+
+    Response share(ClientContext &client, BufferId buffer, std::optional<uid_t> uid = std::nullopt)
+    {
+        wire::Request request;
+        request.mutable_share()->set_buffer_id(buffer);
+        if (uid)
+            request.mutable_share()->set_uid(*uid);
+        return send(client, request);
+    }
+
+    // An import whose reply is out (delivered) or is about to be lost.
+    Response import(ClientContext &client, const std::string &token, bool delivered = true)
+    {
+        wire::Request request;
+        request.mutable_import_buffer()->set_token(token);
+        Response response = send(client, request);
+        if (delivered && response.reply.status() == wire::OK)
+            service_.delivered(client, response);
+        return response;
+    }
+
+    const Usage &usage_of(const ClientContext &client)
+    {
+        return service_.books().client(client.id)->usage[kSystemHeap];
+    }
+
+    int fd_ = -1;
+};
+
+TEST_F(SharingOnIon, AnImportedBufferCountsInBothClientsAsSharedAndOnceInItsHeap)
+{
+    const BufferId buffer = camera_buffer();
+    const Response shared = share(camera_, buffer);
+    ASSERT_EQ(shared.reply.status(), wire::OK) << shared.reply.message();
+    ASSERT_EQ(shared.reply.share().token().size(), kShareTokenSize);
+
+    const Response imported = import(display_, shared.reply.share().token());
+    ASSERT_EQ(imported.reply.status(), wire::OK) << imported.reply.message();
+    EXPECT_EQ(imported.reply.import_buffer().buffer().id(), buffer);
+    EXPECT_EQ(imported.reply.import_buffer().buffer().size(), 65536u);
+    EXPECT_EQ(imported.reply.import_buffer().buffer().heap(), "ion:ion_system_heap");
+    ASSERT_EQ(imported.fds.size(), 1u);
+    EXPECT_EQ(imported.fds[0], fd_) << "the daemon's own reference travels";
+
+    EXPECT_EQ(usage_of(camera_).bytes, 65536u);
+    EXPECT_EQ(usage_of(camera_).shared_bytes, 65536u);
+    EXPECT_EQ(usage_of(display_).bytes, 65536u);
+    EXPECT_EQ(usage_of(display_).shared_buffers, 1u);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).bytes, 65536u);
+    references_[fd_] = 3;
+    const wire::StatsReply reply = stats(display_);
+    EXPECT_EQ(reply.heaps(kSystemHeap).total_bytes(), 65536u);
+    EXPECT_EQ(reply.clients(0).heaps(0).shared_bytes(), 65536u);
+}
+
+TEST_F(SharingOnIon, TheImporterKeepsTheBufferWhenItsSharerFreesIt)
+{
+    const BufferId buffer = camera_buffer();
+    ASSERT_EQ(import(display_, share(camera_, buffer).reply.share().token()).reply.status(), wire::OK);
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer), 0);
+
+    EXPECT_TRUE(service_.books().holds(display_.id, buffer));
+    EXPECT_EQ(usage_of(display_).bytes, 65536u);
+    EXPECT_EQ(usage_of(display_).shared_bytes, 0u) << "it holds it alone now";
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u);
+}
+
+TEST_F(SharingOnIon, ASharedBufferNobodyHoldsIsReleasedFromEveryHolder)
+{
+    const BufferId buffer = camera_buffer();
+    ASSERT_EQ(import(display_, share(camera_, buffer).reply.share().token()).reply.status(), wire::OK);
+    references_[fd_] = 1;
+    EXPECT_EQ(service_.release_unreferenced(), 1u);
+    EXPECT_FALSE(service_.books().holds(camera_.id, buffer));
+    EXPECT_FALSE(service_.books().holds(display_.id, buffer));
+    EXPECT_EQ(usage_of(camera_).shared_bytes, 0u);
+    EXPECT_EQ(usage_of(display_).bytes, 0u);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).bytes, 0u);
+}
+
+TEST_F(SharingOnIon, ASharerLeavingWhileTheImporterHoldsTheBufferLeavesNoOrphan)
+{
+    const BufferId buffer = camera_buffer();
+    ASSERT_EQ(import(display_, share(camera_, buffer).reply.share().token()).reply.status(), wire::OK);
+    references_[fd_] = 3;
+    service_.disconnect(camera_.id);
+    EXPECT_TRUE(service_.books().orphans().empty());
+    EXPECT_TRUE(service_.books().holds(display_.id, buffer));
+    EXPECT_EQ(usage_of(display_).shared_bytes, 0u);
+}
+
+TEST_F(SharingOnIon, ATokenDiesWithItsSharersHold)
+{
+    const BufferId buffer = camera_buffer();
+    const std::string token = share(camera_, buffer).reply.share().token();
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer), 0);
+    const Response response = import(display_, token);
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND);
+    EXPECT_THAT(response.reply.message(), HasSubstr("no longer held by the client that shared it"));
+    EXPECT_TRUE(response.fds.empty());
+}
+
+TEST_F(SharingOnIon, OnlyAHolderCanShareABuffer)
+{
+    const BufferId buffer = camera_buffer();
+    const Response response = share(display_, buffer);
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND);
+    EXPECT_THAT(response.reply.message(), HasSubstr(fmt::format("buffer {} is not held by this client", buffer)));
+}
+
+TEST_F(SharingOnIon, ATokenForAnotherUidIsPermissionDenied)
+{
+    ClientContext stranger = connect(300, "stranger", 2000);
+    const std::string token = share(camera_, camera_buffer(), uid_t{1000}).reply.share().token();
+    const Response refused = import(stranger, token);
+    EXPECT_EQ(refused.reply.status(), wire::PERMISSION_DENIED);
+    EXPECT_THAT(refused.reply.message(), HasSubstr("for uid 1000, not uid 2000"));
+    EXPECT_EQ(import(display_, token).reply.status(), wire::OK) << "its own user may still use it";
+}
+
+TEST_F(SharingOnIon, AUsedWrongOrMalformedTokenIsRefused)
+{
+    const std::string token = share(camera_, camera_buffer()).reply.share().token();
+    std::string wrong = token;
+    wrong.back() = static_cast<char>(wrong.back() ^ 1);
+    const Response guessed = import(display_, wrong);
+    EXPECT_EQ(guessed.reply.status(), wire::NOT_FOUND);
+    EXPECT_THAT(guessed.reply.message(), HasSubstr("no such share token"));
+
+    ASSERT_EQ(import(display_, token).reply.status(), wire::OK);
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND) << "single use";
+
+    const Response malformed = import(display_, "short");
+    EXPECT_EQ(malformed.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(malformed.reply.message(), HasSubstr("24 bytes, not 5"));
+}
+
+TEST_F(SharingOnIon, ARevokedTokenIsNotFound)
+{
+    const std::string token = share(camera_, camera_buffer()).reply.share().token();
+    wire::Request request;
+    request.mutable_revoke()->set_token(token);
+    EXPECT_EQ(send(display_, request).reply.status(), wire::NOT_FOUND) << "only its sharer may revoke it";
+    EXPECT_EQ(send(camera_, request).reply.status(), wire::OK);
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
+}
+
+TEST_F(SharingOnIon, ImportingABufferAlreadyHeldCountsItOnce)
+{
+    const BufferId buffer = camera_buffer();
+    const Response shared = share(camera_, buffer);
+    const Response again = import(camera_, shared.reply.share().token());
+    ASSERT_EQ(again.reply.status(), wire::OK) << again.reply.message();
+    EXPECT_EQ(again.reply.import_buffer().buffer().id(), buffer);
+    EXPECT_EQ(usage_of(camera_).buffers, 1u);
+    EXPECT_EQ(usage_of(camera_).shared_buffers, 0u);
+
+    // Its reply lost: the undo keeps the hold it had before.
+    const Response lost = import(camera_, share(camera_, buffer).reply.share().token(), false);
+    ASSERT_TRUE(lost.held_before);
+    service_.undo_allocation(camera_, lost);
+    EXPECT_TRUE(service_.books().holds(camera_.id, buffer));
+}
+
+TEST_F(SharingOnIon, AnImportWhoseReplyIsLostIsUndone)
+{
+    const BufferId buffer = camera_buffer();
+    const Response lost = import(display_, share(camera_, buffer).reply.share().token(), false);
+    ASSERT_EQ(lost.reply.status(), wire::OK);
+    service_.undo_allocation(display_, lost);
+    EXPECT_FALSE(service_.books().holds(display_.id, buffer));
+    EXPECT_EQ(usage_of(camera_).shared_bytes, 0u);
 }
 
 } // namespace
