@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -13,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -65,6 +68,56 @@ void raise_fd_limit()
                  static_cast<unsigned long long>(limit.rlim_cur));
 }
 
+// Pings systemd's watchdog (WatchdogSec= in the unit) from a timer in the
+// event loop, so that a loop that hangs stops the pings and systemd restarts
+// the daemon. Does nothing unless systemd asked this process for pings.
+class WatchdogPinger
+{
+public:
+    explicit WatchdogPinger(boost::asio::io_context &io) : timer_(io)
+    {
+        std::uint64_t timeout_usec = 0;
+        // > 0 only if WATCHDOG_USEC is set and WATCHDOG_PID, if set, is us.
+        const int enabled = sd_watchdog_enabled(0, &timeout_usec);
+        if (enabled < 0)
+            spdlog::warn("ignoring the watchdog settings in the environment: {}", std::strerror(-enabled));
+        if (enabled <= 0)
+            return;
+        // Half the timeout: one late or lost ping does not get us killed.
+        interval_ = std::chrono::microseconds(timeout_usec / 2);
+        spdlog::info("watchdog: timeout {} ms, pinging every {} ms", timeout_usec / 1000,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count());
+    }
+
+    void start()
+    {
+        if (interval_.count() > 0)
+            ping();
+    }
+
+    // Lets the event loop run out.
+    void stop()
+    {
+        stopped_ = true;
+        timer_.cancel();
+    }
+
+private:
+    void ping()
+    {
+        sd_notify(0, "WATCHDOG=1");
+        timer_.expires_after(interval_);
+        timer_.async_wait([this](const boost::system::error_code &error) {
+            if (!error && !stopped_)
+                ping();
+        });
+    }
+
+    boost::asio::steady_timer timer_;
+    std::chrono::microseconds interval_{0};
+    bool stopped_ = false;
+};
+
 int run(const Options &options)
 {
     using namespace ionsvc;
@@ -114,6 +167,7 @@ int run(const Options &options)
     Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
     boost::asio::io_context io(1);
     Server server(io, service, std::move(listener->socket));
+    WatchdogPinger watchdog(io);
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code &error, int signal_number) {
@@ -121,11 +175,13 @@ int run(const Options &options)
             return;
         spdlog::info("{}: shutting down", strsignal(signal_number));
         sd_notify(0, "STOPPING=1");
+        watchdog.stop();
         server.stop();
     });
 
     server.start();
     sd_notify(0, "READY=1");
+    watchdog.start();
     io.run();
 
     if (unlink_at_exit)

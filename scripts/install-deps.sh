@@ -11,6 +11,10 @@ packages=(
     libsystemd-dev
     libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
     libgtest-dev libgmock-dev
+    # The service files' tests (ctest -L install): systemd-analyze verify and
+    # security, systemd-sysusers, systemctl --root, systemd-socket-activate.
+    # Only the tools: nothing here boots or needs a running systemd.
+    systemd
     # Kernel tests in QEMU (tests/vm): the VM and its initramfs, and what the
     # kernel headers' build tools need (the harness unpacks Debian's kernel
     # packages into a cache instead of installing them, so their

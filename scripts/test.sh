@@ -2,6 +2,9 @@
 # Quick start, part 2: install what is missing, build, and run the whole test
 # suite through ctest: once in the release build (warnings as errors), once
 # built with AddressSanitizer + UndefinedBehaviorSanitizer.
+# Among the tests, install.* stage `cmake --install` in a DESTDIR and check
+# the installed files, run systemd-analyze verify and security on the
+# installed units, and fail on any warning (see docs/SYSTEMD.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
