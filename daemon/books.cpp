@@ -40,10 +40,26 @@ ClientId Books::add_client(ClientIdentity identity)
     return id;
 }
 
+void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size)
+{
+    client.usage[heap].add(size);
+    for (std::vector<Usage> *usage : {&uid_usage_[client.identity.uid], &gid_usage_[client.identity.gid]}) {
+        usage->resize(heap_usage_.size());
+        (*usage)[heap].add(size);
+    }
+}
+
+void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size)
+{
+    client.usage[heap].remove(size);
+    uid_usage_.at(client.identity.uid)[heap].remove(size);
+    gid_usage_.at(client.identity.gid)[heap].remove(size);
+}
+
 void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer)
 {
+    discharge(client, buffer.heap, buffer.size);
     Usage &usage = client.usage[buffer.heap];
-    usage.remove(buffer.size);
     auto &holders = buffer.holders;
     if (holders.size() > 1)
         usage.remove_shared(buffer.size);
@@ -108,7 +124,7 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
     buffer.in_flight = 1;
     buffer.holders.push_back(client);
     record.handles.emplace(id, Handle{});
-    record.usage[heap].add(size);
+    charge(record, heap, size);
     heap_usage_[heap].add(size);
     if (watched)
         watch_queue_.push_back(id);
@@ -132,9 +148,8 @@ int Books::add_holder(ClientId client, BufferId id)
         return 0;
     }
     ++buffer.in_flight;
-    Usage &usage = record.usage[buffer.heap];
-    usage.add(buffer.size);
-    usage.add_shared(buffer.size);
+    charge(record, buffer.heap, buffer.size);
+    record.usage[buffer.heap].add_shared(buffer.size);
     if (buffer.holders.size() == 1)
         clients_.at(buffer.holders.front()).usage[buffer.heap].add_shared(buffer.size);
     buffer.holders.push_back(client);
@@ -217,10 +232,9 @@ void Books::release(BufferId id)
     for (const ClientId holder : buffer.holders) {
         ClientRecord &record = clients_.at(holder);
         record.handles.erase(id);
-        Usage &usage = record.usage[buffer.heap];
-        usage.remove(buffer.size);
+        discharge(record, buffer.heap, buffer.size);
         if (shared)
-            usage.remove_shared(buffer.size);
+            record.usage[buffer.heap].remove_shared(buffer.size);
         auto &released = record.recently_released;
         if (released.size() == kRememberedReleases)
             released.erase(released.begin());
@@ -293,6 +307,18 @@ const ClientRecord *Books::client(ClientId client) const
 {
     const auto it = clients_.find(client);
     return it == clients_.end() ? nullptr : &it->second;
+}
+
+const std::vector<Usage> *Books::uid_usage(uid_t uid) const
+{
+    const auto it = uid_usage_.find(uid);
+    return it == uid_usage_.end() ? nullptr : &it->second;
+}
+
+const std::vector<Usage> *Books::gid_usage(gid_t gid) const
+{
+    const auto it = gid_usage_.find(gid);
+    return it == gid_usage_.end() ? nullptr : &it->second;
 }
 
 const BufferRecord *Books::buffer(BufferId buffer) const

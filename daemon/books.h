@@ -185,12 +185,20 @@ public:
     const std::unordered_map<BufferId, OrphanRecord> &orphans() const { return orphans_; }
     // Every buffer once, orphans included.
     const Usage &heap_usage(HeapIndex heap) const { return heap_usage_.at(heap); }
+    // What all the clients of one uid, or of one gid, hold per heap (a
+    // buffer two of them hold counts twice); nullptr if none ever held any.
+    const std::vector<Usage> *uid_usage(uid_t uid) const;
+    const std::vector<Usage> *gid_usage(gid_t gid) const;
     std::size_t heap_count() const { return heap_usage_.size(); }
 
 private:
     // Counts the buffer's references (noting an orphan's): true if the
     // daemon's is the last.
     bool unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references);
+    // A hold of size bytes in heap enters or leaves client's usage and its
+    // uid's and gid's.
+    void charge(ClientRecord &client, HeapIndex heap, std::uint64_t size);
+    void discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size);
     // Takes a hold out of client's usage and the buffer's holders, marking
     // whoever is left alone with it as no longer sharing.
     void drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer);
@@ -203,6 +211,8 @@ private:
     std::unordered_map<BufferId, BufferRecord> buffers_;
     std::unordered_map<BufferId, OrphanRecord> orphans_;
     std::vector<Usage> heap_usage_;
+    std::unordered_map<uid_t, std::vector<Usage>> uid_usage_;
+    std::unordered_map<gid_t, std::vector<Usage>> gid_usage_;
     // Watched buffers to check, in turn. Entries of buffers that left the
     // books stay until their turn comes and are dropped then.
     std::deque<BufferId> watch_queue_;

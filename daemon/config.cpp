@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "config.h"
 
+#include <grp.h>
+
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -60,6 +63,150 @@ Expected<void, std::string> parse_aliases(std::string_view source, const toml::n
     return {};
 }
 
+using Failure = Unexpected<std::string>;
+
+// "512M" and friends, or a plain integer.
+Expected<std::uint64_t, std::string> parse_size(std::string_view source, const toml::node &value)
+{
+    if (const auto number = value.value_exact<std::int64_t>()) {
+        if (*number < 0)
+            return Failure{where(source, value.source()) + "a size cannot be negative"};
+        return static_cast<std::uint64_t>(*number);
+    }
+    const auto text = value.value_exact<std::string>();
+    const std::string bad = where(source, value.source()) +
+                            "a size is an integer or a string like \"512M\" (suffixes K, M, G, T)";
+    if (!text || text->empty())
+        return Failure{bad};
+    std::uint64_t number = 0;
+    const char *end = text->data() + text->size();
+    const auto [last, error] = std::from_chars(text->data(), end, number);
+    if (error != std::errc() || last == text->data())
+        return Failure{bad};
+    unsigned shift = 0;
+    if (last != end) {
+        if (last + 1 != end)
+            return Failure{bad};
+        switch (*last) {
+        case 'K': shift = 10; break;
+        case 'M': shift = 20; break;
+        case 'G': shift = 30; break;
+        case 'T': shift = 40; break;
+        default: return Failure{bad};
+        }
+    }
+    if (shift && number > (UINT64_MAX >> shift))
+        return Failure{where(source, value.source()) + "size too large"};
+    return number << shift;
+}
+
+Expected<Limit, std::string> parse_limit(std::string_view source, const toml::node &node, std::string origin)
+{
+    const toml::table *table = node.as_table();
+    if (table == nullptr)
+        return Failure{where(source, node.source()) + "'" + origin +
+                       "' must be a table like { bytes = \"1G\", buffers = 1024 }"};
+    Limit limit;
+    limit.origin = std::move(origin);
+    for (const auto &[key, value] : *table) {
+        if (key.str() == "bytes") {
+            auto bytes = parse_size(source, value);
+            if (!bytes)
+                return Failure{bytes.error()};
+            limit.bytes = *bytes;
+        } else if (key.str() == "buffers") {
+            const auto buffers = value.value_exact<std::int64_t>();
+            if (!buffers || *buffers < 0)
+                return Failure{where(source, value.source()) + "buffers must be a non-negative integer"};
+            limit.buffers = static_cast<std::uint64_t>(*buffers);
+        } else {
+            return Failure{where(source, key.source()) + "unknown setting '" + limit.origin + "." +
+                           std::string{key.str()} + "' (a limit has bytes and buffers)"};
+        }
+    }
+    return limit;
+}
+
+// A uid or gid in a table key: a number, or for groups a group's name.
+Expected<std::uint32_t, std::string> parse_id(std::string_view source, const toml::key &key, bool is_group)
+{
+    const std::string_view text = key.str();
+    std::uint32_t id = 0;
+    const auto [last, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (error == std::errc() && last == text.data() + text.size() && !text.empty())
+        return id;
+    if (is_group) {
+        group entry{};
+        group *found = nullptr;
+        std::vector<char> buffer(16384);
+        const std::string name{text};
+        if (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found)
+            return found->gr_gid;
+        return Failure{where(source, key.source()) + "unknown group '" + name + "'"};
+    }
+    return Failure{where(source, key.source()) + "'" + std::string{text} + "' is not a uid (a number)"};
+}
+
+Expected<void, std::string> parse_limit_set(std::string_view source, const toml::table &table,
+                                            const std::string &prefix, LimitSet &set, bool top_level,
+                                            QuotaConfig &quota)
+{
+    for (const auto &[key, value] : table) {
+        const std::string name{key.str()};
+        const std::string origin = prefix + "." + name;
+        if (name == "client" || name == "uid") {
+            auto limit = parse_limit(source, value, origin);
+            if (!limit)
+                return Failure{limit.error()};
+            (name == "client" ? set.client : set.uid) = std::move(*limit);
+        } else if (name == "uids" || name == "groups") {
+            const toml::table *entries = value.as_table();
+            if (entries == nullptr)
+                return Failure{where(source, value.source()) + "'" + origin + "' must be a table"};
+            for (const auto &[id_key, limit_node] : *entries) {
+                auto id = parse_id(source, id_key, name == "groups");
+                if (!id)
+                    return Failure{id.error()};
+                auto limit = parse_limit(source, limit_node, origin + "." + std::string{id_key.str()});
+                if (!limit)
+                    return Failure{limit.error()};
+                (name == "uids" ? set.uids : set.groups)[*id] = std::move(*limit);
+            }
+        } else if (top_level && name == "imports_count") {
+            const auto flag = value.value_exact<bool>();
+            if (!flag)
+                return Failure{where(source, value.source()) + "'quota.imports_count' must be true or false"};
+            quota.imports_count = *flag;
+        } else if (top_level && name == "heaps") {
+            const toml::table *heaps = value.as_table();
+            if (heaps == nullptr)
+                return Failure{where(source, value.source()) + "'quota.heaps' must be a table"};
+            for (const auto &[heap, heap_table] : *heaps) {
+                const toml::table *limits = heap_table.as_table();
+                if (limits == nullptr)
+                    return Failure{where(source, heap_table.source()) + "'quota.heaps." +
+                                   std::string{heap.str()} + "' must be a table"};
+                const std::string heap_prefix = "quota.heaps." + std::string{heap.str()};
+                auto parsed = parse_limit_set(source, *limits, heap_prefix, quota.heaps[std::string{heap.str()}],
+                                              false, quota);
+                if (!parsed)
+                    return parsed;
+            }
+        } else {
+            return Failure{where(source, key.source()) + "unknown setting '" + origin + "'"};
+        }
+    }
+    return {};
+}
+
+Expected<void, std::string> parse_quota(std::string_view source, const toml::node &node, Config &config)
+{
+    const toml::table *quota = node.as_table();
+    if (quota == nullptr)
+        return Failure{where(source, node.source()) + "'quota' must be a table"};
+    return parse_limit_set(source, *quota, "quota", config.quota.all_heaps, true, config.quota);
+}
+
 } // namespace
 
 Expected<Config, std::string> parse_config(std::string_view text, std::string_view source)
@@ -74,8 +221,9 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
 
     Config config;
     for (const auto &[key, value] : root) {
-        if (key.str() == "aliases") {
-            auto parsed = parse_aliases(source, value, config);
+        if (key.str() == "aliases" || key.str() == "quota") {
+            auto parsed = key.str() == "aliases" ? parse_aliases(source, value, config)
+                                                 : parse_quota(source, value, config);
             if (!parsed)
                 return Unexpected{parsed.error()};
             continue;

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,9 +27,50 @@ inline constexpr std::string_view kDefaultConfigPath = "/etc/ionsvc/ionsvc.conf"
 // An alias given here replaces the built-in one of that name; the others
 // stay. Unknown tables and keys are errors, so that a typo does not pass
 // for a setting.
+// A limit on what some set of clients may hold at once; either part may be
+// absent (no limit).
+struct Limit
+{
+    std::optional<std::uint64_t> bytes;
+    std::optional<std::uint64_t> buffers;
+    // Where the config file set it, for messages: "quota.uids.1000".
+    std::string origin;
+
+    bool limits_anything() const { return bytes || buffers; }
+};
+
+// The limits of one scope: every heap together, or one heap.
+struct LimitSet
+{
+    Limit client;                    // each connection
+    Limit uid;                       // each uid, all its connections together
+    std::map<uid_t, Limit> uids;     // one uid, instead of uid
+    std::map<gid_t, Limit> groups;   // the connections whose gid it is, together
+};
+
+//   [quota]
+//   imports_count = true                  # imports count against the importer
+//   client = { bytes = "256M", buffers = 1024 }
+//   uid = { bytes = "1G" }
+//   [quota.uids]
+//   1000 = { bytes = "4G" }
+//   [quota.groups]
+//   video = { bytes = "2G" }              # a group name or number
+//   [quota.heaps."ion:ion_carveout_heap"] # the same keys, within one heap
+//   uid = { bytes = "16M" }
+//
+// Sizes are integers or strings with a K, M, G or T suffix (powers of 1024).
+struct QuotaConfig
+{
+    LimitSet all_heaps;
+    std::map<std::string, LimitSet> heaps; // by heap name (not alias)
+    bool imports_count = true;
+};
+
 struct Config
 {
     std::vector<AliasRule> aliases = default_alias_rules();
+    QuotaConfig quota;
 };
 
 // Parses the text of a config file; source names it in error messages,

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -118,6 +119,38 @@ private:
     bool stopped_ = false;
 };
 
+// Says which quota.heaps tables name no heap this daemon serves: a typo
+// there would otherwise pass for a limit.
+void check_quota_heaps(const ionsvc::QuotaConfig &quota, const ionsvc::Allocator &allocator)
+{
+    for (const auto &[name, limits] : quota.heaps) {
+        bool served = false;
+        for (ionsvc::HeapIndex i = 0; i < allocator.heap_count(); ++i)
+            served = served || allocator.heap(i).heap->name() == name;
+        if (!served)
+            spdlog::warn("quota.heaps.\"{}\": this daemon serves no heap of that name; its limits apply to "
+                         "nothing (serving: {})",
+                         name, allocator.heap_names());
+    }
+}
+
+// SIGHUP: reads the config file again. Quotas apply at once, to the next
+// allocation; aliases need a restart (the heaps are resolved at start). A
+// broken file keeps the old config.
+void reload_config(const Options &options, ionsvc::Service &service, const ionsvc::Allocator &allocator)
+{
+    sd_notify(0, "RELOADING=1");
+    auto config = ionsvc::load_config(options.config_path, !options.config_given);
+    if (!config) {
+        spdlog::error("reload failed, keeping the config in use: {}", config.error());
+    } else {
+        check_quota_heaps(config->quota, allocator);
+        service.set_quota(std::move(config->quota));
+        spdlog::info("reloaded {}: quotas applied (aliases change only at a restart)", options.config_path);
+    }
+    sd_notify(0, "READY=1");
+}
+
 int run(const Options &options)
 {
     using namespace ionsvc;
@@ -165,10 +198,13 @@ int run(const Options &options)
                      kSocketEnvironmentVariable, options.socket_path);
 
     Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
+    check_quota_heaps(config->quota, allocator);
+    service.set_quota(config->quota);
     boost::asio::io_context io(1);
     Server server(io, service, std::move(listener->socket));
     WatchdogPinger watchdog(io);
 
+    boost::asio::signal_set hangup(io, SIGHUP);
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code &error, int signal_number) {
         if (error)
@@ -176,8 +212,18 @@ int run(const Options &options)
         spdlog::info("{}: shutting down", strsignal(signal_number));
         sd_notify(0, "STOPPING=1");
         watchdog.stop();
+        hangup.cancel();
         server.stop();
     });
+
+    std::function<void(const boost::system::error_code &, int)> on_hangup =
+        [&](const boost::system::error_code &error, int) {
+            if (error)
+                return;
+            reload_config(options, service, allocator);
+            hangup.async_wait(on_hangup);
+        };
+    hangup.async_wait(on_hangup);
 
     server.start();
     sd_notify(0, "READY=1");

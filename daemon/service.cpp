@@ -12,6 +12,7 @@
 #include <ionsvc/protocol.h>
 
 #include "dma_buf.h"
+#include "quota.h"
 
 namespace ionsvc {
 
@@ -249,7 +250,13 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     std::vector<UniqueFD> fds;
     HeapIndex heap = candidates.front();
     BatchFailure failure;
+    const ClientRecord &record = *books_.client(client.id);
     for (const HeapIndex candidate : candidates) {
+        const Addition addition{candidate, allocator_.heap(candidate).heap->name(), *size, count};
+        if (auto refusal = quota_refusal(quota_, books_, record, addition)) {
+            failure = BatchFailure{0, 0, candidate, std::move(*refusal)};
+            continue;
+        }
         auto batch = allocate_batch(candidate, *size, request.flags(), name, count);
         if (batch) {
             fds = std::move(*batch);
@@ -257,6 +264,10 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             break;
         }
         failure = batch.error();
+    }
+    if (fds.empty() && !failure.over_quota.empty()) {
+        set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + failure.over_quota);
+        return;
     }
     if (fds.empty()) {
         set_error(response, allocation_status(failure.error),
@@ -504,7 +515,9 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
         return;
     }
     const ClientRecord *importer = books_.client(client.id);
-    const auto redemption = shares_.redeem(token, importer->identity.uid, ShareTable::Clock::now());
+    const auto now = ShareTable::Clock::now();
+    // Looked at first, used up only once every check passed.
+    const auto redemption = shares_.inspect(token, importer->identity.uid, now);
     switch (redemption.verdict) {
     case ShareTable::Verdict::kUnknown:
         set_error(response, StatusCode::kNotFound,
@@ -528,13 +541,21 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
         return;
     }
     response.held_before = books_.holds(client.id, id);
+    const BufferRecord &shared = *books_.buffer(id);
+    if (quota_.imports_count && !response.held_before) {
+        const Addition addition{shared.heap, allocator_.heap(shared.heap).heap->name(), shared.size, 1};
+        if (auto refusal = quota_refusal(quota_, books_, *importer, addition)) {
+            set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
+            return;
+        }
+    }
+    shares_.redeem(token, importer->identity.uid, now);
     books_.add_holder(client.id, id);
-    const BufferRecord &buffer = *books_.buffer(id);
     wire::BufferInfo &info = *response.reply.mutable_import_buffer()->mutable_buffer();
     info.set_id(id);
-    info.set_size(buffer.size);
-    info.set_heap(std::string(allocator_.heap(buffer.heap).heap->name()));
-    response.fds.push_back(buffer.fd.get());
+    info.set_size(shared.size);
+    info.set_heap(std::string(allocator_.heap(shared.heap).heap->name()));
+    response.fds.push_back(shared.fd.get());
     response.allocated.push_back(id);
     SPDLOG_DEBUG("client {}: imported buffer {} shared by client {}", client.id, id, redemption.grant.sharer);
 }

@@ -13,6 +13,7 @@
 
 #include "allocator.h"
 #include "books.h"
+#include "config.h"
 #include "share_table.h"
 #include "buffer.pb.h"
 
@@ -93,6 +94,9 @@ public:
     // Whether release detection has buffers to watch (else the timer rests).
     bool has_watched_buffers() const { return books_.has_watched_buffers(); }
 
+    // The limits from the config file; replaced as a whole on reload.
+    void set_quota(QuotaConfig quota) { quota_ = std::move(quota); }
+
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
     const ServiceLimits &limits() const { return limits_; }
@@ -112,6 +116,7 @@ private:
         int error = -ENODEV;
         std::uint32_t index = 0; // of the buffer that failed
         HeapIndex heap = 0;
+        std::string over_quota; // not tried: it would pass this limit
     };
     // count buffers from heap, or nothing and why.
     Expected<std::vector<UniqueFD>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
@@ -129,6 +134,7 @@ private:
     Allocator &allocator_;
     Books books_;
     ShareTable shares_;
+    QuotaConfig quota_;
     ServiceLimits limits_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;

@@ -77,22 +77,39 @@ void ShareTable::erase(std::unordered_map<std::uint64_t, Entry>::iterator it)
     entries_.erase(it);
 }
 
+namespace {
+
+ShareTable::Verdict judge(const ShareTable::Grant &grant, uid_t importer, ShareTable::Clock::time_point now)
+{
+    if (grant.expires && now >= *grant.expires)
+        return ShareTable::Verdict::kExpired;
+    if (grant.uid && *grant.uid != importer)
+        return ShareTable::Verdict::kOtherUid;
+    return ShareTable::Verdict::kGranted;
+}
+
+} // namespace
+
+ShareTable::Redemption ShareTable::inspect(std::string_view token, uid_t importer, Clock::time_point now)
+{
+    const auto it = find(token);
+    if (it == entries_.end())
+        return {};
+    return {judge(it->second.grant, importer, now), it->second.grant};
+}
+
 ShareTable::Redemption ShareTable::redeem(std::string_view token, uid_t importer, Clock::time_point now)
 {
     const auto it = find(token);
     if (it == entries_.end())
         return {};
-    const Grant grant = it->second.grant;
-    if (grant.expires && now >= *grant.expires) {
+    const Redemption redemption{judge(it->second.grant, importer, now), it->second.grant};
+    // A token for another uid stays: the user it was made for may still
+    // redeem it.
+    if (redemption.verdict == Verdict::kExpired ||
+        (redemption.verdict == Verdict::kGranted && !redemption.grant.reusable))
         erase(it);
-        return {Verdict::kExpired, grant};
-    }
-    // Left in place: the user it was made for may still redeem it.
-    if (grant.uid && *grant.uid != importer)
-        return {Verdict::kOtherUid, grant};
-    if (!grant.reusable)
-        erase(it);
-    return {Verdict::kGranted, grant};
+    return redemption;
 }
 
 int ShareTable::revoke(std::string_view token, ClientId client)

@@ -65,6 +65,9 @@ public:
     // Checks token for importer uid at now. A granted single-use token is
     // used up; an expired one is dropped.
     Redemption redeem(std::string_view token, uid_t importer, Clock::time_point now);
+    // The verdict redeem() would give, changing nothing: for checks that
+    // must pass before a token is used up.
+    Redemption inspect(std::string_view token, uid_t importer, Clock::time_point now);
     // Drops a token the client made: 0, or -ENOENT (no such token, or made
     // by someone else: one does not learn of another's tokens).
     int revoke(std::string_view token, ClientId client);

@@ -89,11 +89,11 @@ TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageNamesWhatExists)
 TEST(HeapRegistry, ABrokenConfigStopsTheDaemonWithTheFileAndLine)
 {
     TemporaryDirectory directory;
-    const std::string path = write_config(directory, "[aliases]\nsystem = [\"memfd\"]\n\n[quota]\n");
+    const std::string path = write_config(directory, "[aliases]\nsystem = [\"memfd\"]\n\n[quotas]\n");
     const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
                                               "--backend", "memfd", "--config", path});
     EXPECT_NE(result.exit_code, 0);
-    EXPECT_THAT(result.err, HasSubstr(path + ":4:2: unknown setting 'quota'"));
+    EXPECT_THAT(result.err, HasSubstr(path + ":4:2: unknown setting 'quotas'"));
 }
 
 TEST(HeapRegistry, AConfigPathThatDoesNotExistStopsTheDaemon)
