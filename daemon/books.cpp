@@ -95,7 +95,7 @@ void Books::remove_client(ClientId client, const ReferenceCounter &count_referen
             if (!only_the_daemon_holds(references)) {
                 // Its entry in the watch queue stays: the orphan is checked
                 // in turn like any buffer.
-                orphans_[id] = {record.identity.pid, record.identity.comm,
+                orphans_[id] = {record.identity.pid, record.identity.uid, record.identity.comm,
                                 references_besides_the_daemons(references)};
                 continue;
             }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -30,6 +31,13 @@ struct ClientIdentity
     uid_t uid = 0;
     gid_t gid = 0;
     std::string comm;
+    // Its supplementary groups (SO_PEERGROUPS), for the access rules.
+    std::vector<gid_t> groups;
+
+    bool in_group(gid_t group) const
+    {
+        return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
+    }
 };
 
 // Bytes and buffers held, and the most bytes ever held at once. For a
@@ -97,6 +105,7 @@ struct Handle
 struct OrphanRecord
 {
     pid_t pid = 0;
+    uid_t uid = 0;
     std::string comm;
     // References besides the daemon's, when last counted; -1 if unknown.
     long references = 0;

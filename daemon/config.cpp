@@ -127,10 +127,10 @@ Expected<Limit, std::string> parse_limit(std::string_view source, const toml::no
     return limit;
 }
 
-// A uid or gid in a table key: a number, or for groups a group's name.
-Expected<std::uint32_t, std::string> parse_id(std::string_view source, const toml::key &key, bool is_group)
+// A uid or gid: a number, or for groups a group's name.
+Expected<std::uint32_t, std::string> parse_id(std::string_view source, std::string_view text,
+                                              const toml::source_region &region, bool is_group)
 {
-    const std::string_view text = key.str();
     std::uint32_t id = 0;
     const auto [last, error] = std::from_chars(text.data(), text.data() + text.size(), id);
     if (error == std::errc() && last == text.data() + text.size() && !text.empty())
@@ -142,9 +142,9 @@ Expected<std::uint32_t, std::string> parse_id(std::string_view source, const tom
         const std::string name{text};
         if (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found)
             return found->gr_gid;
-        return Failure{where(source, key.source()) + "unknown group '" + name + "'"};
+        return Failure{where(source, region) + "unknown group '" + name + "'"};
     }
-    return Failure{where(source, key.source()) + "'" + std::string{text} + "' is not a uid (a number)"};
+    return Failure{where(source, region) + "'" + std::string{text} + "' is not a uid (a number)"};
 }
 
 Expected<void, std::string> parse_limit_set(std::string_view source, const toml::table &table,
@@ -164,7 +164,7 @@ Expected<void, std::string> parse_limit_set(std::string_view source, const toml:
             if (entries == nullptr)
                 return Failure{where(source, value.source()) + "'" + origin + "' must be a table"};
             for (const auto &[id_key, limit_node] : *entries) {
-                auto id = parse_id(source, id_key, name == "groups");
+                auto id = parse_id(source, id_key.str(), id_key.source(), name == "groups");
                 if (!id)
                     return Failure{id.error()};
                 auto limit = parse_limit(source, limit_node, origin + "." + std::string{id_key.str()});
@@ -207,6 +207,75 @@ Expected<void, std::string> parse_quota(std::string_view source, const toml::nod
     return parse_limit_set(source, *quota, "quota", config.quota.all_heaps, true, config.quota);
 }
 
+// A list of uids or groups: numbers, or for groups names too.
+Expected<std::vector<std::uint32_t>, std::string> parse_ids(std::string_view source, const toml::node &node,
+                                                            const std::string &origin, bool is_group)
+{
+    const toml::array *entries = node.as_array();
+    if (entries == nullptr)
+        return Failure{where(source, node.source()) + "'" + origin + "' must be an array"};
+    std::vector<std::uint32_t> ids;
+    for (const toml::node &entry : *entries) {
+        if (const auto number = entry.value_exact<std::int64_t>(); number && *number >= 0 && *number <= UINT32_MAX) {
+            ids.push_back(static_cast<std::uint32_t>(*number));
+            continue;
+        }
+        const auto text = entry.value_exact<std::string>();
+        if (!text)
+            return Failure{where(source, entry.source()) + "'" + origin + "' lists numbers" +
+                           (is_group ? " or group names" : "")};
+        auto id = parse_id(source, *text, entry.source(), is_group);
+        if (!id)
+            return Failure{id.error()};
+        ids.push_back(*id);
+    }
+    return ids;
+}
+
+Expected<void, std::string> parse_access(std::string_view source, const toml::node &node, Config &config)
+{
+    const toml::table *access = node.as_table();
+    if (access == nullptr)
+        return Failure{where(source, node.source()) + "'access' must be a table"};
+    for (const auto &[key, value] : *access) {
+        if (key.str() == "admin_group") {
+            const auto text = value.value_exact<std::string>();
+            auto id = text ? parse_id(source, *text, value.source(), true)
+                           : Expected<std::uint32_t, std::string>{
+                                 Failure{where(source, value.source()) + "'access.admin_group' is a group name"}};
+            if (!id)
+                return Failure{id.error()};
+            config.access.admin_group = *id;
+        } else if (key.str() == "heaps") {
+            const toml::table *heaps = value.as_table();
+            if (heaps == nullptr)
+                return Failure{where(source, value.source()) + "'access.heaps' must be a table"};
+            for (const auto &[heap, rules_node] : *heaps) {
+                const std::string origin = "access.heaps." + std::string{heap.str()};
+                const toml::table *rules = rules_node.as_table();
+                if (rules == nullptr)
+                    return Failure{where(source, rules_node.source()) + "'" + origin + "' must be a table"};
+                HeapAccess entry;
+                entry.origin = origin;
+                for (const auto &[rule, list] : *rules) {
+                    if (rule.str() != "uids" && rule.str() != "groups")
+                        return Failure{where(source, rule.source()) + "unknown setting '" + origin + "." +
+                                       std::string{rule.str()} + "' (uids and groups are)"};
+                    const bool groups = rule.str() == "groups";
+                    auto ids = parse_ids(source, list, origin + "." + std::string{rule.str()}, groups);
+                    if (!ids)
+                        return Failure{ids.error()};
+                    (groups ? entry.groups : entry.uids) = std::move(*ids);
+                }
+                config.access.heaps[std::string{heap.str()}] = std::move(entry);
+            }
+        } else {
+            return Failure{where(source, key.source()) + "unknown setting 'access." + std::string{key.str()} + "'"};
+        }
+    }
+    return {};
+}
+
 } // namespace
 
 Expected<Config, std::string> parse_config(std::string_view text, std::string_view source)
@@ -221,9 +290,10 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
 
     Config config;
     for (const auto &[key, value] : root) {
-        if (key.str() == "aliases" || key.str() == "quota") {
+        if (key.str() == "aliases" || key.str() == "quota" || key.str() == "access") {
             auto parsed = key.str() == "aliases" ? parse_aliases(source, value, config)
-                                                 : parse_quota(source, value, config);
+                          : key.str() == "quota" ? parse_quota(source, value, config)
+                                                 : parse_access(source, value, config);
             if (!parsed)
                 return Unexpected{parsed.error()};
             continue;

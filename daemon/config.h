@@ -67,10 +67,34 @@ struct QuotaConfig
     bool imports_count = true;
 };
 
+// Who may use a heap: the uids listed and the members of the groups
+// listed (primary or supplementary). Root always may.
+struct HeapAccess
+{
+    std::vector<uid_t> uids;
+    std::vector<gid_t> groups;
+    std::string origin; // "access.heaps.ion:ion_carveout_heap"
+};
+
+//   [access]
+//   admin_group = "ionsvc-admin"   # sees every client in stats (root always)
+//   [access.heaps."ion:ion_carveout_heap"]
+//   uids = [1000]
+//   groups = ["camera"]            # names or numbers
+//
+// A heap without an entry is open to every client; stats show a client
+// that is not an admin only the clients of its own uid.
+struct AccessConfig
+{
+    std::optional<gid_t> admin_group;
+    std::map<std::string, HeapAccess> heaps; // by heap name (not alias)
+};
+
 struct Config
 {
     std::vector<AliasRule> aliases = default_alias_rules();
     QuotaConfig quota;
+    AccessConfig access;
 };
 
 // Parses the text of a config file; source names it in error messages,

@@ -119,19 +119,23 @@ private:
     bool stopped_ = false;
 };
 
-// Says which quota.heaps tables name no heap this daemon serves: a typo
-// there would otherwise pass for a limit.
-void check_quota_heaps(const ionsvc::QuotaConfig &quota, const ionsvc::Allocator &allocator)
+// Says which quota.heaps and access.heaps tables name no heap this daemon
+// serves: a typo there would otherwise pass for a limit or a rule.
+void check_config_heaps(const ionsvc::Config &config, const ionsvc::Allocator &allocator)
 {
-    for (const auto &[name, limits] : quota.heaps) {
-        bool served = false;
-        for (ionsvc::HeapIndex i = 0; i < allocator.heap_count(); ++i)
-            served = served || allocator.heap(i).heap->name() == name;
-        if (!served)
-            spdlog::warn("quota.heaps.\"{}\": this daemon serves no heap of that name; its limits apply to "
-                         "nothing (serving: {})",
-                         name, allocator.heap_names());
-    }
+    const auto check = [&](std::string_view section, const std::string &name) {
+        for (ionsvc::HeapIndex i = 0; i < allocator.heap_count(); ++i) {
+            if (allocator.heap(i).heap->name() == name)
+                return;
+        }
+        spdlog::warn("{}.\"{}\": this daemon serves no heap of that name; it applies to nothing "
+                     "(serving: {})",
+                     section, name, allocator.heap_names());
+    };
+    for (const auto &[name, limits] : config.quota.heaps)
+        check("quota.heaps", name);
+    for (const auto &[name, rules] : config.access.heaps)
+        check("access.heaps", name);
 }
 
 // SIGHUP: reads the config file again. Quotas apply at once, to the next
@@ -144,9 +148,11 @@ void reload_config(const Options &options, ionsvc::Service &service, const ionsv
     if (!config) {
         spdlog::error("reload failed, keeping the config in use: {}", config.error());
     } else {
-        check_quota_heaps(config->quota, allocator);
+        check_config_heaps(*config, allocator);
         service.set_quota(std::move(config->quota));
-        spdlog::info("reloaded {}: quotas applied (aliases change only at a restart)", options.config_path);
+        service.set_access(std::move(config->access));
+        spdlog::info("reloaded {}: quotas and access rules applied (aliases change only at a restart)",
+                     options.config_path);
     }
     sd_notify(0, "READY=1");
 }
@@ -198,8 +204,9 @@ int run(const Options &options)
                      kSocketEnvironmentVariable, options.socket_path);
 
     Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
-    check_quota_heaps(config->quota, allocator);
+    check_config_heaps(*config, allocator);
     service.set_quota(config->quota);
+    service.set_access(config->access);
     boost::asio::io_context io(1);
     Server server(io, service, std::move(listener->socket));
     WatchdogPinger watchdog(io);

@@ -45,8 +45,23 @@ Expected<ClientIdentity, int> peer_identity(int socket)
     socklen_t length = sizeof(credentials);
     if (::getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0)
         return Unexpected{-errno};
-    return ClientIdentity{credentials.pid, credentials.uid, credentials.gid,
-                          read_comm(credentials.pid)};
+    ClientIdentity identity{credentials.pid, credentials.uid, credentials.gid, read_comm(credentials.pid), {}};
+    // The peer's supplementary groups as they were at connect(). A kernel
+    // without SO_PEERGROUPS (before 4.13) leaves them out: the access rules
+    // then see the primary group only.
+    std::vector<gid_t> groups(64);
+    for (;;) {
+        socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (::getsockopt(socket, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
+            groups.resize(size / sizeof(gid_t));
+            identity.groups = std::move(groups);
+            break;
+        }
+        if (errno != ERANGE)
+            break;
+        groups.resize(size / sizeof(gid_t));
+    }
+    return identity;
 }
 
 } // namespace

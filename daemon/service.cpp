@@ -12,6 +12,7 @@
 #include <ionsvc/protocol.h>
 
 #include "dma_buf.h"
+#include "access.h"
 #include "quota.h"
 
 namespace ionsvc {
@@ -142,7 +143,7 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
     case wire::Request::kListHeaps: list_heaps(response); break;
     case wire::Request::kAlloc: allocate(client, request.alloc(), response); break;
     case wire::Request::kFree: free_buffers(client, request.free(), response); break;
-    case wire::Request::kStats: stats(request.stats(), response); break;
+    case wire::Request::kStats: stats(client, request.stats(), response); break;
     case wire::Request::kShare: share(client, request.share(), response); break;
     case wire::Request::kImportBuffer: import_buffer(client, request.import_buffer(), response); break;
     case wire::Request::kRevoke: revoke(client, request.revoke(), response); break;
@@ -253,8 +254,12 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     const ClientRecord &record = *books_.client(client.id);
     for (const HeapIndex candidate : candidates) {
         const Addition addition{candidate, allocator_.heap(candidate).heap->name(), *size, count};
+        if (auto refusal = access_refusal(access_, record.identity, addition.heap_name)) {
+            failure = BatchFailure{0, 0, candidate, std::move(*refusal), StatusCode::kPermissionDenied};
+            continue;
+        }
         if (auto refusal = quota_refusal(quota_, books_, record, addition)) {
-            failure = BatchFailure{0, 0, candidate, std::move(*refusal)};
+            failure = BatchFailure{0, 0, candidate, "quota exceeded: " + *refusal, StatusCode::kQuotaExceeded};
             continue;
         }
         auto batch = allocate_batch(candidate, *size, request.flags(), name, count);
@@ -265,8 +270,8 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         }
         failure = batch.error();
     }
-    if (fds.empty() && !failure.over_quota.empty()) {
-        set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + failure.over_quota);
+    if (fds.empty() && !failure.refusal.empty()) {
+        set_error(response, failure.refusal_code, failure.refusal);
         return;
     }
     if (fds.empty()) {
@@ -366,11 +371,15 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
     response.reply.mutable_free()->set_freed(static_cast<std::uint32_t>(ids.size()));
 }
 
-void Service::stats(const wire::StatsRequest &request, Response &response)
+void Service::stats(ClientContext &requester, const wire::StatsRequest &request, Response &response)
 {
     std::optional<pid_t> pid;
     if (request.has_pid())
         pid = static_cast<pid_t>(request.pid());
+    // Who is not an admin sees the clients of its own uid only.
+    std::optional<uid_t> uid;
+    if (const ClientRecord *record = books_.client(requester.id); !sees_every_client(access_, record->identity))
+        uid = record->identity.uid;
     // What the kernel knows now, not at the last tick: a client that closed
     // a buffer a moment ago no longer holds it.
     books_.release_unreferenced_now(pid, reference_counter_);
@@ -380,7 +389,7 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
 
     std::vector<std::pair<ClientId, const ClientRecord *>> clients;
     for (const auto &[id, record] : books_.clients()) {
-        if (!pid || record.identity.pid == *pid)
+        if ((!pid || record.identity.pid == *pid) && (!uid || record.identity.uid == *uid))
             clients.emplace_back(id, &record);
     }
     std::sort(clients.begin(), clients.end());
@@ -410,7 +419,7 @@ void Service::stats(const wire::StatsRequest &request, Response &response)
     // Oldest first, as ION listed them.
     std::vector<BufferId> orphans;
     for (const auto &[id, orphan] : books_.orphans()) {
-        if (!pid || orphan.pid == *pid)
+        if ((!pid || orphan.pid == *pid) && (!uid || orphan.uid == *uid))
             orphans.push_back(id);
     }
     std::sort(orphans.begin(), orphans.end());

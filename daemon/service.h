@@ -96,6 +96,7 @@ public:
 
     // The limits from the config file; replaced as a whole on reload.
     void set_quota(QuotaConfig quota) { quota_ = std::move(quota); }
+    void set_access(AccessConfig access) { access_ = std::move(access); }
 
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
@@ -106,7 +107,7 @@ private:
     void list_heaps(Response &response);
     void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
     void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
-    void stats(const wire::StatsRequest &request, Response &response);
+    void stats(ClientContext &client, const wire::StatsRequest &request, Response &response);
     void share(ClientContext &client, const wire::ShareRequest &request, Response &response);
     void import_buffer(ClientContext &client, const wire::ImportRequest &request, Response &response);
     void revoke(ClientContext &client, const wire::RevokeRequest &request, Response &response);
@@ -116,7 +117,10 @@ private:
         int error = -ENODEV;
         std::uint32_t index = 0; // of the buffer that failed
         HeapIndex heap = 0;
-        std::string over_quota; // not tried: it would pass this limit
+        // Not tried: the client may not use the heap, or it would pass a
+        // limit there. Reported with this status.
+        std::string refusal;
+        StatusCode refusal_code = StatusCode::kOk;
     };
     // count buffers from heap, or nothing and why.
     Expected<std::vector<UniqueFD>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
@@ -135,6 +139,7 @@ private:
     Books books_;
     ShareTable shares_;
     QuotaConfig quota_;
+    AccessConfig access_;
     ServiceLimits limits_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "config.h"
+#include "config_mistakes.h"
 #include "quota.h"
 
 namespace ionsvc {
@@ -174,11 +175,7 @@ TEST(QuotaConfig, WithoutAQuotaSectionLimitsNothing)
 
 TEST(QuotaConfig, MistakesAreErrorsWithTheirLineAndColumn)
 {
-    const struct
-    {
-        const char *text;
-        const char *error;
-    } cases[] = {
+    testing::expect_config_errors({
         {"[quota]\nclient = { bytes = \"12X\" }\n", "test.conf:2:20: a size is an integer or a string"},
         {"[quota]\nclient = { bytes = -1 }\n", "test.conf:2:20: a size cannot be negative"},
         {"[quota]\nclient = { byte = 1 }\n", "test.conf:2:12: unknown setting 'quota.client.byte'"},
@@ -189,12 +186,7 @@ TEST(QuotaConfig, MistakesAreErrorsWithTheirLineAndColumn)
         {"[quota]\nclient = { bytes = \"99999999T\" }\n", "test.conf:2:20: size too large"},
         {"[quota]\nimports_count = 1\n", "test.conf:2:17: 'quota.imports_count' must be true or false"},
         {"[quota.heaps.memfd]\nimports_count = true\n", "test.conf:2:1: unknown setting 'quota.heaps.memfd.imports_count'"},
-    };
-    for (const auto &[text, error] : cases) {
-        const auto config = parse_config(text, "test.conf");
-        ASSERT_FALSE(config) << text;
-        EXPECT_THAT(config.error(), HasSubstr(error)) << text;
-    }
+    });
 }
 
 } // namespace

@@ -274,7 +274,8 @@ TEST_F(ServiceTest, StatsNarrowedToAPidCountOnlyThatPid)
 {
     hello();
     alloc(4096, 2);
-    ClientContext other{service_.connect({77, 0, 0, "display"}), true};
+    // The same uid as the asking client: others' clients it would not see.
+    ClientContext other{service_.connect({77, 1000, 1000, "display"}), true};
     wire::Request other_alloc;
     other_alloc.mutable_alloc()->set_size(65536);
     other_alloc.mutable_alloc()->set_count(1);

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+// Access rules against the real daemon, with clients that are other users
+// (setresuid in forked children): who may use a heap, who sees whom.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "harness.h"
+
+namespace ionsvc::testing {
+namespace {
+
+constexpr uid_t kAllowed = 65534;
+constexpr uid_t kStranger = 65533;
+constexpr uid_t kAdmin = 65532;
+constexpr gid_t kCameraGroup = 4242;
+constexpr gid_t kAdminGroup = 4243;
+
+// Child exit codes: which step failed.
+constexpr int kUserChange = 10;
+constexpr int kAllocated = 20;
+constexpr int kRefused = 21;
+constexpr int kOtherFailure = 22;
+
+class Access : public ::testing::Test
+{
+protected:
+    void start(const std::string &config)
+    {
+        if (::geteuid() != 0)
+            GTEST_SKIP() << "needs root, to run clients as other users";
+        std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
+        daemon_.emplace(std::vector<std::string>{"--config", config_directory_.path() + "/ionsvc.conf"});
+        ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);
+        ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
+    }
+
+    // In a forked child: becomes uid with groups as its supplementary groups.
+    static bool become(uid_t uid, const std::vector<gid_t> &groups)
+    {
+        return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(uid, uid, uid) == 0 &&
+               ::setresuid(uid, uid, uid) == 0;
+    }
+
+    // What an allocation from memfd gets as uid with groups.
+    int allocation_as(uid_t uid, const std::vector<gid_t> &groups, std::string *message = nullptr)
+    {
+        int pipe_ends[2];
+        EXPECT_EQ(::pipe2(pipe_ends, O_CLOEXEC), 0);
+        UniqueFD read_end{pipe_ends[0]};
+        UniqueFD write_end{pipe_ends[1]};
+        ChildProcess child([&] {
+            read_end.reset();
+            if (!become(uid, groups))
+                return kUserChange;
+            auto client = daemon_->connect("client");
+            auto buffers = client.allocate({.heap = "memfd", .size = 4096});
+            if (buffers)
+                return kAllocated;
+            const std::string &text = buffers.error().message;
+            if (::write(write_end.get(), text.data(), text.size()) < 0)
+                return kOtherFailure;
+            return buffers.error().code == StatusCode::kPermissionDenied ? kRefused : kOtherFailure;
+        });
+        write_end.reset();
+        const int result = child.wait();
+        char text[512] = {};
+        const ssize_t length = ::read(read_end.get(), text, sizeof(text) - 1);
+        if (message && length > 0)
+            *message = std::string(text, static_cast<std::size_t>(length));
+        return result;
+    }
+
+    TemporaryDirectory config_directory_;
+    std::optional<DaemonProcess> daemon_;
+};
+
+TEST_F(Access, AHeapKeptForOneUserRefusesOthersWithPermissionDenied)
+{
+    start("[access.heaps.memfd]\nuids = [65534]\n");
+    std::string message;
+    EXPECT_EQ(allocation_as(kStranger, {}, &message), kRefused);
+    EXPECT_EQ(message, "uid 65533 may not use heap memfd (access.heaps.memfd)");
+    EXPECT_EQ(allocation_as(kAllowed, {}), kAllocated);
+    EXPECT_TRUE(daemon_->connect("root").allocate({.size = 4096})) << "root always may";
+}
+
+TEST_F(Access, TheMembersOfAnAllowedGroupMayUseTheHeap)
+{
+    start("[access.heaps.memfd]\ngroups = [4242]\n");
+    EXPECT_EQ(allocation_as(kStranger, {kCameraGroup}), kAllocated) << "a supplementary group counts";
+    EXPECT_EQ(allocation_as(kStranger, {}), kRefused);
+}
+
+TEST_F(Access, StatsShowWhoIsNotAnAdminOnlyTheClientsOfItsOwnUid)
+{
+    start("[access]\nadmin_group = \"4243\"\n");
+    // A holder of its own: a client of another uid the others may or may not see.
+    Signal ready, release;
+    ChildProcess holder([&] {
+        release.close_write_end();
+        if (!become(kAllowed, {}))
+            return kUserChange;
+        auto client = daemon_->connect("holder");
+        if (!client.allocate({.size = 8192}))
+            return kOtherFailure;
+        ready.raise();
+        release.wait();
+        return 0;
+    });
+    ASSERT_TRUE(ready.wait()) << "the holder failed at " << holder.wait();
+
+    // The number of clients and heap bytes stats show as uid with groups.
+    const auto seen_as = [&](uid_t uid, const std::vector<gid_t> &groups) {
+        ChildProcess observer([&] {
+            if (!become(uid, groups))
+                return kUserChange;
+            auto client = daemon_->connect("observer");
+            auto stats = client.stats();
+            if (!stats)
+                return kOtherFailure;
+            // Exit code: clients seen * 10 + whether the holder's bytes count.
+            return static_cast<int>(stats->clients.size()) * 10 + (stats->heaps.front().total_bytes == 8192);
+        });
+        return observer.wait();
+    };
+    EXPECT_EQ(seen_as(kStranger, {}), 10) << "only itself, and none of the holder's bytes";
+    EXPECT_EQ(seen_as(kAllowed, {}), 21) << "itself and the holder, of its own uid";
+    EXPECT_EQ(seen_as(kAdmin, {kAdminGroup}), 21) << "the admin group sees every client";
+    release.raise();
+    EXPECT_EQ(holder.wait(), 0);
+}
+
+} // namespace
+} // namespace ionsvc::testing
