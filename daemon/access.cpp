@@ -10,7 +10,7 @@ namespace ionsvc {
 std::optional<std::string> access_refusal(const AccessConfig &access, const ClientIdentity &client,
                                           std::string_view heap_name)
 {
-    const auto rules = access.heaps.find(std::string{heap_name});
+    const auto rules = access.heaps.find(heap_name);
     if (rules == access.heaps.end() || client.uid == 0)
         return std::nullopt;
     const HeapAccess &allowed = rules->second;

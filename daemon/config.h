@@ -63,7 +63,7 @@ struct LimitSet
 struct QuotaConfig
 {
     LimitSet all_heaps;
-    std::map<std::string, LimitSet> heaps; // by heap name (not alias)
+    std::map<std::string, LimitSet, std::less<>> heaps; // by heap name (not alias)
     bool imports_count = true;
 };
 
@@ -87,7 +87,7 @@ struct HeapAccess
 struct AccessConfig
 {
     std::optional<gid_t> admin_group;
-    std::map<std::string, HeapAccess> heaps; // by heap name (not alias)
+    std::map<std::string, HeapAccess, std::less<>> heaps; // by heap name (not alias)
 };
 
 struct Config

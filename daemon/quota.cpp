@@ -73,7 +73,7 @@ std::optional<std::string> quota_refusal(const QuotaConfig &quota, const Books &
 {
     if (auto refusal = check_set(quota.all_heaps, books, client, std::nullopt, addition))
         return refusal;
-    if (const auto heap = quota.heaps.find(std::string{addition.heap_name}); heap != quota.heaps.end())
+    if (const auto heap = quota.heaps.find(addition.heap_name); heap != quota.heaps.end())
         return check_set(heap->second, books, client, addition.heap, addition);
     return std::nullopt;
 }
