@@ -240,18 +240,16 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 
     // Unnamed buffers carry their owner's name, so that /proc/<pid>/fd of
     // whoever holds one says where it came from.
+    const ClientRecord &record = *books_.client(client.id);
     std::string_view name = std::string_view(request.name()).substr(0, kMaxNameLength);
-    if (name.empty()) {
-        if (const ClientRecord *record = books_.client(client.id))
-            name = record->default_buffer_name;
-    }
+    if (name.empty())
+        name = record.default_buffer_name;
 
     // With several candidate heaps (an ION mask), the next one gets the
     // whole batch when one fails; the last failure is the one reported.
     std::vector<UniqueFD> fds;
     HeapIndex heap = candidates.front();
     BatchFailure failure;
-    const ClientRecord &record = *books_.client(client.id);
     for (const HeapIndex candidate : candidates) {
         const Addition addition{candidate, allocator_.heap(candidate).heap->name(), *size, count};
         if (auto refusal = access_refusal(access_, record.identity, addition.heap_name)) {
