@@ -21,6 +21,9 @@ packages=(
     # dependencies come from here).
     qemu-system-x86 busybox-static cpio gzip xz-utils kmod util-linux
     libelf1 libssl3 zlib1g pahole
+    # The service under a booted systemd (tests/vm/harness/systemd-vm.sh):
+    # a Debian image made with debootstrap, written to an ext4 disk image.
+    debootstrap e2fsprogs
 )
 
 missing=()

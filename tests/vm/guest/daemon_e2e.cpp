@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <linux/dma-buf.h>
 #include <poll.h>
 #include <signal.h>
@@ -163,7 +164,7 @@ std::vector<std::string> words_of(std::string_view text)
     return words;
 }
 
-// ---------------------------------------------------------------- nobody
+// ---------------------------------------------------------------- users
 
 std::string errno_text(std::string_view what)
 {
@@ -175,18 +176,39 @@ std::string error_text(std::string_view what, const bufclient::Error &error)
     return std::string{what} + ": " + std::string{status_name(error.code)} + ": " + error.message;
 }
 
-std::string become_nobody(const std::string &comm)
+Persona nobody()
 {
+    return {.user = "nobody", .uid = kNobodyUid, .gid = kNobodyGid, .groups = {}};
+}
+
+std::optional<Persona> persona_of(const std::string &user)
+{
+    const passwd *entry = ::getpwnam(user.c_str());
+    if (entry == nullptr)
+        return std::nullopt;
+    Persona persona{.user = user, .uid = entry->pw_uid, .gid = entry->pw_gid, .groups = {}};
+    int count = 64;
+    std::vector<gid_t> groups(static_cast<std::size_t>(count));
+    while (::getgrouplist(user.c_str(), entry->pw_gid, groups.data(), &count) < 0)
+        groups.resize(static_cast<std::size_t>(count));
+    groups.resize(static_cast<std::size_t>(count));
+    persona.groups = std::move(groups);
+    return persona;
+}
+
+std::string become(const Persona &persona, const std::string &comm)
+{
+    const std::string who = persona.user + " (" + std::to_string(persona.uid) + ")";
     if (::prctl(PR_SET_NAME, comm.c_str()) != 0)
         return errno_text("prctl(PR_SET_NAME)");
-    if (::setgroups(0, nullptr) != 0)
-        return errno_text("setgroups(0)");
-    if (::setresgid(kNobodyGid, kNobodyGid, kNobodyGid) != 0)
-        return errno_text("setresgid(65534)");
-    if (::setresuid(kNobodyUid, kNobodyUid, kNobodyUid) != 0)
-        return errno_text("setresuid(65534)");
+    if (::setgroups(persona.groups.size(), persona.groups.data()) != 0)
+        return errno_text("setgroups");
+    if (::setresgid(persona.gid, persona.gid, persona.gid) != 0)
+        return errno_text("setresgid(" + std::to_string(persona.gid) + ")");
+    if (::setresuid(persona.uid, persona.uid, persona.uid) != 0)
+        return errno_text("setresuid(" + std::to_string(persona.uid) + ")");
     // Dropping root left the process undumpable, its /proc files root's;
-    // a process started as nobody is dumpable.
+    // a process started as that user is dumpable.
     if (::prctl(PR_SET_DUMPABLE, 1) != 0)
         return errno_text("prctl(PR_SET_DUMPABLE)");
     // A test that dies takes its clients with it (set after the uid change,
@@ -198,19 +220,20 @@ std::string become_nobody(const std::string &comm)
     gid_t rgid, egid, sgid;
     if (::getresuid(&ruid, &euid, &suid) != 0 || ::getresgid(&rgid, &egid, &sgid) != 0)
         return errno_text("getresuid/getresgid");
-    if (ruid != kNobodyUid || euid != kNobodyUid || suid != kNobodyUid ||
-        rgid != kNobodyGid || egid != kNobodyGid || sgid != kNobodyGid)
-        return "still not nobody after setresuid/setresgid";
-    if (::getgroups(0, nullptr) != 0)
-        return "supplementary groups left after setgroups(0)";
+    if (ruid != persona.uid || euid != persona.uid || suid != persona.uid ||
+        rgid != persona.gid || egid != persona.gid || sgid != persona.gid)
+        return "still not " + who + " after setresuid/setresgid";
+    if (::getgroups(0, nullptr) != static_cast<int>(persona.groups.size()))
+        return "other supplementary groups than " + who + "'s after setgroups";
 
     // The point of the exercise: the devices are out of this process's reach,
     // so any buffer it holds came from the daemon.
     const Opened ion = open_file("/dev/ion", O_RDWR);
     if (ion.fd)
-        return "nobody opened /dev/ion; the tests need a device only root can open";
+        return who + " opened /dev/ion; the tests need a device its users cannot open";
     if (ion.error != Errno{EACCES} && ion.error != Errno{EPERM})
-        return "open(/dev/ion) as nobody: " + to_string(ion.error) + ", expected EACCES or EPERM";
+        return "open(/dev/ion) as " + who + ": " + to_string(ion.error) +
+               ", expected EACCES or EPERM";
     return {};
 }
 
@@ -230,7 +253,8 @@ void write_all(int fd, std::string_view text)
 
 } // namespace
 
-NobodyProcess::NobodyProcess(std::string comm, const Body &body) : comm_(std::move(comm))
+ClientProcess::ClientProcess(std::string comm, const Body &body, Persona persona)
+    : comm_(std::move(comm)), persona_(std::move(persona))
 {
     ChannelPair channels = channel_pair();
     int pipe_fds[2];
@@ -244,7 +268,7 @@ NobodyProcess::NobodyProcess(std::string comm, const Body &body) : comm_(std::mo
         // The parent's ends stay with the parent.
         channels.first.close();
         verdict_read.reset();
-        std::string problem = become_nobody(comm_);
+        std::string problem = become(persona_, comm_);
         if (problem.empty())
             problem = body(channels.second);
         write_all(verdict_write.get(), problem);
@@ -257,7 +281,7 @@ NobodyProcess::NobodyProcess(std::string comm, const Body &body) : comm_(std::mo
     // exit shows as end of file on both.
 }
 
-::testing::AssertionResult NobodyProcess::finished()
+::testing::AssertionResult ClientProcess::finished()
 {
     if (!child_ || pid_ <= 0)
         return ::testing::AssertionFailure() << comm_ << " was never started";
@@ -288,7 +312,7 @@ NobodyProcess::NobodyProcess(std::string comm, const Body &body) : comm_(std::mo
     if (code == 0 && message.empty())
         return ::testing::AssertionSuccess();
     ::testing::AssertionResult failure = ::testing::AssertionFailure();
-    failure << comm_ << " (pid " << pid << ", as nobody) ";
+    failure << comm_ << " (pid " << pid << ", as " << persona_.user << ") ";
     if (!message.empty())
         failure << "failed: " << message;
     else

@@ -96,21 +96,37 @@ ChannelPair channel_pair();
 // Whitespace-separated words of a message.
 std::vector<std::string> words_of(std::string_view text);
 
-// ---------------------------------------------------------------- nobody
+// ---------------------------------------------------------------- users
 
-// Drops this process to nobody (uid and gid 65534, no supplementary
-// groups), named comm, and checks the result: "" or what is wrong.
-std::string become_nobody(const std::string &comm);
+// Who a client process runs as.
+struct Persona
+{
+    std::string user; // for messages
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups; // supplementary
+};
 
-// A forked child that becomes nobody and runs body with its end of a
-// channel to the parent. body returns "" for success or what went wrong;
-// finished() brings that back to the parent as a test result. The child
-// is killed and reaped if the test ends first.
-class NobodyProcess
+// uid and gid 65534, no supplementary groups.
+Persona nobody();
+// A user of the password database with the groups initgroups(3) would give
+// it; nullopt if there is no such user.
+std::optional<Persona> persona_of(const std::string &user);
+
+// Drops this process to persona, named comm, and checks the result: "" or
+// what is wrong. Whoever it is, it must not be able to open /dev/ion: every
+// buffer it holds has to come from the daemon.
+std::string become(const Persona &persona, const std::string &comm);
+
+// A forked child that becomes persona (nobody unless told otherwise) and
+// runs body with its end of a channel to the parent. body returns "" for
+// success or what went wrong; finished() brings that back to the parent as
+// a test result. The child is killed and reaped if the test ends first.
+class ClientProcess
 {
 public:
     using Body = std::function<std::string(Channel &parent)>;
-    NobodyProcess(std::string comm, const Body &body);
+    ClientProcess(std::string comm, const Body &body, Persona persona = nobody());
 
     pid_t pid() const { return pid_; }
     const std::string &comm() const { return comm_; }
@@ -123,6 +139,7 @@ public:
 
 private:
     std::string comm_;
+    Persona persona_;
     Channel channel_;
     UniqueFD verdict_; // the read end of the child's verdict pipe
     std::optional<harness::ChildProcess> child_;
@@ -203,7 +220,7 @@ protected:
     std::vector<ServedHeap> served_heaps();
     std::vector<ServedHeap> served_dma_buf_heaps();
 
-    // Connects as this process's client (for bodies of NobodyProcess).
+    // Connects as this process's client (for bodies of ClientProcess).
     bufclient::Result<bufclient::Client> connect(const std::string &client_name) const;
 
     // Polls stats until pid has no client left in the daemon's books, so

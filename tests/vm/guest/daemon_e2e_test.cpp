@@ -102,7 +102,7 @@ TEST_F(DaemonOnRealHeaps, ItsClientsCannotOpenTheDevicesYetGetBuffersFromThem)
 
     // Reports "<node> <flags> <errno>" per attempt, then the heap of the
     // buffer it got from the daemon without naming one.
-    NobodyProcess client("e2e-nobody", [&](Channel &parent) -> std::string {
+    ClientProcess client("e2e-nobody", [&](Channel &parent) -> std::string {
         std::string report;
         for (const std::string &node : nodes) {
             for (const int flags : {O_RDWR, O_RDONLY}) {
@@ -160,7 +160,7 @@ TEST_F(DaemonOnRealHeaps, ABufferFromEveryHeapIsSharedBetweenTwoUnprivilegedClie
 
         // Allocates, fills the buffer through its mapping, passes the fd,
         // and then sees the consumer's pattern in the same memory.
-        NobodyProcess producer("e2e-producer", [&](Channel &) -> std::string {
+        ClientProcess producer("e2e-producer", [&](Channel &) -> std::string {
             link.second.close();
             auto client = connect("producer");
             if (!client)
@@ -185,7 +185,7 @@ TEST_F(DaemonOnRealHeaps, ABufferFromEveryHeapIsSharedBetweenTwoUnprivilegedClie
             return {};
         });
         // A client of the daemon too, but its buffer comes from the producer.
-        NobodyProcess consumer("e2e-consumer", [&](Channel &) -> std::string {
+        ClientProcess consumer("e2e-consumer", [&](Channel &) -> std::string {
             link.first.close();
             auto client = connect("consumer");
             if (!client)
@@ -218,7 +218,7 @@ TEST_F(DaemonOnRealHeaps, ClientsStatsMatchTheirFdinfo)
     const std::vector<ServedHeap> heaps = served_heaps();
     ASSERT_FALSE(heaps.empty());
     constexpr int kClients = 3;
-    std::vector<std::unique_ptr<NobodyProcess>> clients;
+    std::vector<std::unique_ptr<ClientProcess>> clients;
     std::vector<std::uint64_t> dma_buf_bytes(kClients), memfd_bytes(kClients);
     std::vector<std::size_t> dma_buf_count(kClients);
     for (int i = 0; i < kClients; ++i) {
@@ -231,7 +231,7 @@ TEST_F(DaemonOnRealHeaps, ClientsStatsMatchTheirFdinfo)
                 dma_buf_count[i] += heap.is_dma_buf() ? 1 : 0;
             }
         }
-        clients.push_back(std::make_unique<NobodyProcess>(
+        clients.push_back(std::make_unique<ClientProcess>(
             "e2e-holder-" + std::to_string(i), [&, sizes](Channel &parent) -> std::string {
                 auto client = connect("holder");
                 if (!client)
@@ -287,7 +287,7 @@ TEST_F(DaemonOnRealHeaps, FdinfoNamesTheOwnerOfEveryDmaBuf)
 
     // Sends the numbers of its fds, in heap and name order, and lends the
     // first unnamed buffer: any holder's fdinfo names the owner.
-    NobodyProcess owner("e2e-owner", [&](Channel &parent) -> std::string {
+    ClientProcess owner("e2e-owner", [&](Channel &parent) -> std::string {
         auto client = connect("owner");
         if (!client)
             return error_text("connect", client.error());
@@ -348,7 +348,7 @@ TEST_F(DaemonKilledWithSigkill, LeavesItsClientsBuffersMappedWritableAndPassable
 
     // Holds a buffer of every heap, mapped; once the daemon is dead, checks
     // and rewrites each through the old mapping and passes it on.
-    NobodyProcess holder("e2e-survivor", [&](Channel &parent) -> std::string {
+    ClientProcess holder("e2e-survivor", [&](Channel &parent) -> std::string {
         link.second.close();
         auto client = connect("survivor");
         if (!client)
@@ -391,7 +391,7 @@ TEST_F(DaemonKilledWithSigkill, LeavesItsClientsBuffersMappedWritableAndPassable
         return link.first.send("done");
     });
     // Never a client: the daemon is dead by the time it gets anything.
-    NobodyProcess reader("e2e-reader", [&](Channel &) -> std::string {
+    ClientProcess reader("e2e-reader", [&](Channel &) -> std::string {
         link.first.close();
         for (;;) {
             const Channel::Message message = link.second.receive();
@@ -466,9 +466,9 @@ TEST_F(IonDebugfsOfTheDaemonsClient, MatchesTheDaemonsIonHeapTotals)
 {
     // Two clients; client c holds (c + 1) * (n + 1) * 64 KiB, n = 0, 1, in
     // every ion heap; on "free" it frees and closes its n = 0 buffers.
-    std::vector<std::unique_ptr<NobodyProcess>> clients;
+    std::vector<std::unique_ptr<ClientProcess>> clients;
     for (int c = 0; c < 2; ++c) {
-        clients.push_back(std::make_unique<NobodyProcess>(
+        clients.push_back(std::make_unique<ClientProcess>(
             "e2e-ion-" + std::to_string(c), [&, c](Channel &parent) -> std::string {
                 auto client = connect("ion-user");
                 if (!client)

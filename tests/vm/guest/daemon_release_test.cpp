@@ -40,7 +40,7 @@ TEST_F(DaemonReleaseDetection, ForgetsADmaBufWhoseLastFdClosedWithoutFreeButNotA
     // In every dma-buf heap, one buffer it closes and one it closes but
     // keeps mapped. It stays connected throughout: nothing but the closes
     // and the munmaps tells the daemon anything.
-    NobodyProcess client("e2e-closer", [&](Channel &parent) -> std::string {
+    ClientProcess client("e2e-closer", [&](Channel &parent) -> std::string {
         auto daemon_client = connect("closer");
         if (!daemon_client)
             return error_text("connect", daemon_client.error());
@@ -114,7 +114,7 @@ TEST_F(DaemonReleaseDetection, KeepsAMemfdClosedWithoutFreeUntilItIsFreedOrItsCl
 {
     constexpr std::uint64_t kFirst = 256 * KiB;
     constexpr std::uint64_t kSecond = 64 * KiB;
-    NobodyProcess client("e2e-memfd", [&](Channel &parent) -> std::string {
+    ClientProcess client("e2e-memfd", [&](Channel &parent) -> std::string {
         std::optional<bufclient::Client> daemon_client;
         if (auto connected = connect("memfd-user"); connected)
             daemon_client.emplace(std::move(*connected));
@@ -182,7 +182,7 @@ TEST_F(DaemonOrphans, ADmaBufWhoseClientLeftIsListedUnderItsHeapUntilItsLastHold
     ChannelPair link = channel_pair();
     // Allocates from every dma-buf heap, passes the buffers on and exits
     // without a Free.
-    NobodyProcess allocator("e2e-orphaner", [&](Channel &) -> std::string {
+    ClientProcess allocator("e2e-orphaner", [&](Channel &) -> std::string {
         link.second.close();
         auto client = connect("orphaner");
         if (!client)
@@ -201,7 +201,7 @@ TEST_F(DaemonOrphans, ADmaBufWhoseClientLeftIsListedUnderItsHeapUntilItsLastHold
         return link.first.expect("got them");
     });
     // Never a client of the daemon; it only holds the fds.
-    NobodyProcess holder("e2e-keeper", [&](Channel &parent) -> std::string {
+    ClientProcess holder("e2e-keeper", [&](Channel &parent) -> std::string {
         link.first.close();
         Channel::Message message = link.second.receive();
         if (!message.error.empty())

@@ -12,87 +12,17 @@
 
 #include <gtest/gtest.h>
 
+#include "results_listener.h"
 #include "vm_helpers.h"
 
 namespace ionsvc::vmtest {
 namespace {
 
-// Appends "PASS|FAIL|SKIP <Suite>.<Test>[ reason]" per finished test. Each
-// line is one write(2) to an O_APPEND file, synced, so what was written
-// survives a test that takes the VM down with it.
-class ResultsFileListener : public ::testing::EmptyTestEventListener
-{
-public:
-    explicit ResultsFileListener(UniqueFD file) : file_(std::move(file)) {}
-
-    void OnTestEnd(const ::testing::TestInfo &info) override
-    {
-        const ::testing::TestResult &result = *info.result();
-        const std::string name = std::string{info.test_suite_name()} + "." + info.name();
-        std::string line;
-        if (result.Failed())
-            line = "FAIL " + name;
-        else if (result.Skipped())
-            line = "SKIP " + name + " " + skip_reason(result);
-        else
-            line = "PASS " + name;
-        line += '\n';
-        append(line);
-    }
-
-private:
-    static std::string skip_reason(const ::testing::TestResult &result)
-    {
-        std::string reason;
-        for (int i = 0; i < result.total_part_count(); ++i) {
-            const ::testing::TestPartResult &part = result.GetTestPartResult(i);
-            if (!part.skipped())
-                continue;
-            if (!reason.empty())
-                reason += ' ';
-            reason += part.message();
-        }
-        // One line: the harness reads the reason to the end of the line.
-        for (char &c : reason) {
-            if (c == '\n' || c == '\r' || c == '\t')
-                c = ' ';
-        }
-        reason = trim(reason);
-        return reason.empty() ? "skipped" : reason;
-    }
-
-    void append(const std::string &line)
-    {
-        std::size_t written = 0;
-        while (written < line.size()) {
-            const ssize_t n = ::write(file_.get(), line.data() + written, line.size() - written);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                std::fprintf(stderr, "ion_vm_test: cannot append to ION_VM_RESULTS: %s\n",
-                             to_string(last_errno()).c_str());
-                return;
-            }
-            written += static_cast<std::size_t>(n);
-        }
-        ::fdatasync(file_.get());
-    }
-
-    UniqueFD file_;
-};
-
 // Loads ion_simple (standard parameters) and the importer before the first
 // test and unloads both after the last; the unload proves nothing leaked.
-class ModulesEnvironment : public ::testing::Environment
+class ModulesEnvironment : public CheckedEnvironment
 {
 public:
-    void SetUp() override
-    {
-        set_environment_error(prepare());
-        if (!environment_error().empty())
-            ADD_FAILURE() << environment_error();
-    }
-
     void TearDown() override
     {
         if (module_is_loaded(kImporterModule)) {
@@ -105,7 +35,7 @@ public:
     }
 
 private:
-    static std::string prepare()
+    std::string prepare() override
     {
         if (::sysconf(_SC_PAGESIZE) != static_cast<long>(kPageSize))
             return "the tests assume 4 KiB pages";
@@ -149,17 +79,8 @@ int main(int argc, char **argv)
 
     ::testing::InitGoogleTest(&argc, argv);
 
-    const char *results = std::getenv("ION_VM_RESULTS");
-    if (results != nullptr && *results != '\0') {
-        ionsvc::UniqueFD file{::open(results, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)};
-        if (!file) {
-            std::fprintf(stderr, "ion_vm_test: cannot open ION_VM_RESULTS=%s: %s\n", results,
-                         to_string(last_errno()).c_str());
-            return 2;
-        }
-        ::testing::UnitTest::GetInstance()->listeners().Append(
-            new ResultsFileListener(std::move(file)));
-    }
+    if (!report_results_to(std::getenv("ION_VM_RESULTS"), "ion_vm_test"))
+        return 2;
 
     // Environments run only when tests run: --gtest_list_tests loads nothing.
     ::testing::AddGlobalTestEnvironment(new ModulesEnvironment);

@@ -310,6 +310,24 @@ void reload_standard_modules();
 const std::string &environment_error();
 void set_environment_error(std::string error);
 
+// A global environment whose preparation can fail: what prepare() returns
+// becomes environment_error(), which every test checks first, and fails
+// the set-up.
+class CheckedEnvironment : public ::testing::Environment
+{
+public:
+    void SetUp() final
+    {
+        set_environment_error(prepare());
+        if (!environment_error().empty())
+            ADD_FAILURE() << environment_error();
+    }
+
+protected:
+    // "" or why the tests cannot run.
+    virtual std::string prepare() = 0;
+};
+
 // Writes a writable module parameter and restores what it read back on
 // destruction.
 class ParameterOverride

@@ -6,6 +6,9 @@
 #
 # usage: list-to-ctest.sh --binary ion_vm_test --bash BASH --check check-result.sh
 #                         --output FILE --run SERIES=RESULTS_DIR [--run ...]
+#                         [--prefix vm.linux-] [--fixture vm_SERIES] [--labels vm]
+# A test is named <prefix><series>.<Suite>.<Test> and needs the fixture of
+# its run's boot test.
 set -euo pipefail
 
 die() {
@@ -14,6 +17,9 @@ die() {
 }
 
 runs=()
+prefix=vm.linux-
+fixture=''
+labels=vm
 while (($#)); do
     (($# >= 2)) || die "$1 needs a value"
     case $1 in
@@ -22,6 +28,9 @@ while (($#)); do
         --check) check=$2 ;;
         --output) output=$2 ;;
         --run) runs+=("$2") ;;
+        --prefix) prefix=$2 ;;
+        --fixture) fixture=$2 ;;
+        --labels) labels=$2 ;;
         *) die "unknown argument '$1'" ;;
     esac
     shift 2
@@ -56,9 +65,9 @@ tmp=$output.tmp
     for run in "${runs[@]}"; do
         series=${run%%=*} results=${run#*=}
         for test in "${tests[@]}"; do
-            name=vm.linux-$series.$test
+            name=$prefix$series.$test
             echo "add_test($(q "$name") $(q "$bash") $(q "$check") $(q "$results") $(q "$test"))"
-            props="FIXTURES_REQUIRED $(q "vm_$series") SKIP_RETURN_CODE 77 TIMEOUT 60 LABELS vm"
+            props="FIXTURES_REQUIRED $(q "${fixture:-vm_$series}") SKIP_RETURN_CODE 77 TIMEOUT 60 LABELS $(q "$labels")"
             # gtest does not run these unless asked to; neither does ctest.
             [[ $test == DISABLED_* || $test == *.DISABLED_* ]] && props+=" DISABLED TRUE"
             echo "set_tests_properties($(q "$name") PROPERTIES $props)"
