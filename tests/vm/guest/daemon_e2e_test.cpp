@@ -278,6 +278,120 @@ TEST_F(DaemonOnRealHeaps, ClientsStatsMatchTheirFdinfo)
     }
 }
 
+TEST_F(DaemonOnRealHeaps, AnImportersStatsMatchItsFdinfoAsTheSharersDo)
+{
+    // The daemon counts a buffer in every client that holds it: a buffer
+    // shared through it shows in the importer's stats as in its fdinfo.
+    const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
+    if (heaps.empty())
+        GTEST_SKIP() << "no dma-buf heap on this kernel";
+    constexpr std::uint64_t kBufferSize = 192 * KiB;
+    ClientProcess sharer("e2e-sharer", [&](Channel &parent) -> std::string {
+        auto client = connect("sharer");
+        if (!client)
+            return error_text("connect", client.error());
+        std::vector<bufclient::Buffer> held;
+        for (const ServedHeap &heap : heaps) {
+            auto buffers = client->allocate({.heap = heap.name, .size = kBufferSize});
+            if (!buffers)
+                return error_text("allocate from " + heap.name, buffers.error());
+            auto token = client->share(buffers->front(), {.uid = kNobodyUid});
+            if (!token)
+                return error_text("share from " + heap.name, token.error());
+            if (std::string problem = parent.send(*token); !problem.empty())
+                return problem;
+            held.push_back(std::move(buffers->front()));
+        }
+        return parent.expect("exit");
+    });
+    ClientProcess importer("e2e-importer", [&](Channel &parent) -> std::string {
+        auto client = connect("importer");
+        if (!client)
+            return error_text("connect", client.error());
+        std::vector<bufclient::Buffer> held;
+        for (std::size_t i = 0; i < heaps.size(); ++i) {
+            const Channel::Message token = parent.receive();
+            if (!token.error.empty())
+                return "waiting for a token: " + token.error;
+            auto buffer = client->import(token.text);
+            if (!buffer)
+                return error_text("import", buffer.error());
+            held.push_back(std::move(*buffer));
+        }
+        if (std::string problem = parent.send("holding"); !problem.empty())
+            return problem;
+        return parent.expect("exit");
+    });
+    for (std::size_t i = 0; i < heaps.size(); ++i) {
+        const Channel::Message token = sharer.channel().receive();
+        ASSERT_TRUE(token.error.empty()) << token.error;
+        ASSERT_EQ(importer.channel().send(token.text), "");
+    }
+    ASSERT_EQ(importer.channel().expect("holding"), "");
+
+    const json now = stats_json();
+    for (const ClientProcess *holder : {&sharer, &importer}) {
+        SCOPED_TRACE(holder->comm());
+        std::uint64_t counted = 0;
+        for (const ServedHeap &heap : heaps)
+            counted += pid_bytes_in(now, holder->pid(), heap.name);
+        const DmaBufFds held = dma_bufs_of(holder->pid());
+        EXPECT_EQ(held.bytes, kBufferSize * heaps.size()) << held.listing;
+        EXPECT_EQ(counted, held.bytes) << held.listing << pid_entry_text(now, holder->pid());
+    }
+    const json *importer_entry = find_by(now["pids"], "pid", importer.pid());
+    ASSERT_NE(importer_entry, nullptr);
+    EXPECT_EQ(importer_entry->value("shared_bytes", std::uint64_t{0}), kBufferSize * heaps.size());
+
+    EXPECT_EQ(sharer.channel().send("exit"), "");
+    EXPECT_EQ(importer.channel().send("exit"), "");
+    EXPECT_TRUE(sharer.finished());
+    EXPECT_TRUE(importer.finished());
+}
+
+TEST_F(DaemonOnRealHeaps, AnIonHeapIdMaskAllocatesFromTheHighestIonHeapItNames)
+{
+    const json listing = heaps_json();
+    ASSERT_TRUE(listing.is_object()) << listing.dump();
+    // Mask -> the heap ION itself would take: the highest id in the mask.
+    std::vector<std::pair<std::uint32_t, std::string>> cases;
+    std::uint32_t all = 0;
+    std::string highest;
+    for (const Heap &heap : kAllHeaps) {
+        const json *served = find_by(listing["heaps"], "name", "ion:" + std::string{heap.name});
+        ASSERT_NE(served, nullptr) << heap.name << " is not served";
+        ASSERT_EQ((*served)["ion_heap_id"], heap.id) << heap.name;
+        all |= mask_of(heap);
+        highest = "ion:" + std::string{heap.name};
+        cases.emplace_back(mask_of(heap), highest);
+        cases.emplace_back(all, highest);
+    }
+
+    ClientProcess client("e2e-ion-mask", [&](Channel &) -> std::string {
+        auto connection = connect("ion-mask");
+        if (!connection)
+            return error_text("connect", connection.error());
+        for (const auto &[mask, heap] : cases) {
+            auto buffers = connection->allocate({.size = 64 * KiB, .ion_heap_id_mask = mask});
+            if (!buffers)
+                return error_text("allocate with mask " + std::to_string(mask), buffers.error());
+            if (buffers->front().heap() != heap)
+                return "mask " + std::to_string(mask) + " gave a buffer of " +
+                       buffers->front().heap() + ", not " + heap;
+            if (auto freed = connection->free(buffers->front()); !freed)
+                return error_text("free", freed.error());
+        }
+        // No ion heap has id 7.
+        auto none = connection->allocate({.size = 64 * KiB, .ion_heap_id_mask = 1u << 7});
+        if (none)
+            return "a mask of no heap gave a buffer of " + none->front().heap();
+        if (none.error().code != StatusCode::kNoSuchHeap)
+            return error_text("a mask of no heap", none.error()) + " (expected NO_SUCH_HEAP)";
+        return {};
+    });
+    EXPECT_TRUE(client.finished());
+}
+
 TEST_F(DaemonOnRealHeaps, FdinfoNamesTheOwnerOfEveryDmaBuf)
 {
     const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
