@@ -557,6 +557,10 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
         }
     }
     shares_.redeem(token, importer->identity.uid, now);
+    if (!redemption.grant.reusable) {
+        response.used_token = token;
+        response.used_grant = redemption.grant;
+    }
     books_.add_holder(client.id, id);
     wire::BufferInfo &info = *response.reply.mutable_import_buffer()->mutable_buffer();
     info.set_id(id);
@@ -584,6 +588,11 @@ void Service::delivered(ClientContext &client, const Response &response)
 
 void Service::undo_allocation(ClientContext &client, const Response &response)
 {
+    // The import never happened: its token works again, if what it grants
+    // still stands.
+    const ShareTable::Grant &grant = response.used_grant;
+    if (!response.used_token.empty() && books_.holds(grant.sharer, grant.buffer))
+        shares_.give_back(response.used_token, grant);
     if (response.held_before) {
         books_.delivered(client.id, response.allocated);
         return;

@@ -47,6 +47,10 @@ struct Response
     // An import of a buffer the client held already: an undo must leave
     // that hold alone.
     bool held_before = false;
+    // The single-use token an import used up, and what it granted: an undo
+    // gives it back.
+    std::string used_token;
+    ShareTable::Grant used_grant;
 
     // Empties it for the next request, keeping the memory protobuf already
     // allocated (a fresh Reply per request costs several mallocs).
@@ -57,6 +61,7 @@ struct Response
         allocated.clear();
         silent = false;
         held_before = false;
+        used_token.clear();
     }
 };
 

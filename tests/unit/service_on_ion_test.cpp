@@ -525,11 +525,27 @@ TEST_F(SharingOnIon, ImportingABufferAlreadyHeldCountsItOnce)
 TEST_F(SharingOnIon, AnImportWhoseReplyIsLostIsUndone)
 {
     const BufferId buffer = camera_buffer();
-    const Response lost = import(display_, share(camera_, buffer).reply.share().token(), false);
+    const std::string token = share(camera_, buffer).reply.share().token();
+    const Response lost = import(display_, token, false);
     ASSERT_EQ(lost.reply.status(), wire::OK);
     service_.undo_allocation(display_, lost);
     EXPECT_FALSE(service_.books().holds(display_.id, buffer));
     EXPECT_EQ(usage_of(camera_).shared_bytes, 0u);
+
+    const Response again = import(display_, token);
+    EXPECT_EQ(again.reply.status(), wire::OK) << "the undone import gave its single-use token back";
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND) << "and it is single use still";
+}
+
+TEST_F(SharingOnIon, AnUndoneImportGivesNoTokenBackOnceItsSharerLetGo)
+{
+    const BufferId buffer = camera_buffer();
+    const std::string token = share(camera_, buffer).reply.share().token();
+    const Response lost = import(display_, token, false);
+    ASSERT_EQ(lost.reply.status(), wire::OK);
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer), 0);
+    service_.undo_allocation(display_, lost);
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
 }
 
 } // namespace
