@@ -256,7 +256,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             failure = BatchFailure{0, 0, candidate, std::move(*refusal), StatusCode::kPermissionDenied};
             continue;
         }
-        if (auto refusal = quota_refusal(quota_, books_, record, addition)) {
+        if (auto refusal = quota_refusal_now(record, addition)) {
             failure = BatchFailure{0, 0, candidate, "quota exceeded: " + *refusal, StatusCode::kQuotaExceeded};
             continue;
         }
@@ -297,6 +297,17 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         response.allocated.push_back(id);
     }
     SPDLOG_DEBUG("client {}: {} x {} bytes from {}", client.id, count, *size, heap_name);
+}
+
+std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client, const Addition &addition)
+{
+    auto refusal = quota_refusal(quota_, books_, client, addition);
+    // Before saying no, what the kernel knows now: the process's dma-bufs
+    // (orphans of a Free among them) that died since the last release
+    // round give their room back.
+    if (refusal && books_.release_unreferenced_now(client.identity.pid, reference_counter_) > 0)
+        refusal = quota_refusal(quota_, books_, client, addition);
+    return refusal;
 }
 
 Expected<std::vector<UniqueFD>, Service::BatchFailure>
@@ -351,7 +362,7 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
         response.silent = true;
         std::size_t unknown = 0;
         for (const BufferId id : ids)
-            unknown += books_.remove_buffer(client.id, id) < 0;
+            unknown += books_.remove_buffer(client.id, id, reference_counter_) < 0;
         if (unknown)
             SPDLOG_DEBUG("client {}: {} of {} ids to free without reply were not held", client.id,
                          unknown, ids.size());
@@ -365,7 +376,7 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
     }
 
     for (const BufferId id : ids)
-        books_.remove_buffer(client.id, id);
+        books_.remove_buffer(client.id, id, reference_counter_);
     response.reply.mutable_free()->set_freed(static_cast<std::uint32_t>(ids.size()));
 }
 
@@ -551,7 +562,7 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
     const BufferRecord &shared = *books_.buffer(id);
     if (quota_.imports_count && !response.held_before) {
         const Addition addition{shared.heap, allocator_.heap(shared.heap).heap->name(), shared.size, 1};
-        if (auto refusal = quota_refusal(quota_, books_, *importer, addition)) {
+        if (auto refusal = quota_refusal_now(*importer, addition)) {
             set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
             return;
         }
@@ -598,7 +609,7 @@ void Service::undo_allocation(ClientContext &client, const Response &response)
         return;
     }
     for (const BufferId id : response.allocated)
-        books_.remove_buffer(client.id, id);
+        books_.remove_buffer(client.id, id, reference_counter_);
 }
 
 } // namespace ionsvc

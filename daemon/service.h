@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "allocator.h"
 #include "books.h"
 #include "config.h"
+#include "quota.h"
 #include "share_table.h"
 #include "buffer.pb.h"
 
@@ -135,6 +137,8 @@ private:
     // empty, with the error in response, if none.
     std::vector<HeapIndex> candidate_heaps(const wire::AllocRequest &request, Response &response) const;
     long count_references(int fd);
+    // Why adding to client's holdings would pass a quota, if it would.
+    std::optional<std::string> quota_refusal_now(const ClientRecord &client, const Addition &addition);
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,

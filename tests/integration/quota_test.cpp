@@ -146,7 +146,10 @@ TEST_F(Quota, ImportsNeedNotCount)
 {
     start("[quota]\nimports_count = false\nclient = { bytes = \"64K\" }\n");
     FullImporter setup = share_with_a_full_importer();
-    EXPECT_TRUE(setup.importer.import(setup.token));
+    ASSERT_TRUE(setup.importer.import(setup.token));
+    ASSERT_TRUE(setup.importer.free(setup.own.front()));
+    EXPECT_TRUE(setup.importer.allocate({.size = 64 * kKiB})) << "its import does not count against its allocations";
+    EXPECT_FALSE(setup.importer.allocate({.size = 4096})) << "its allocations still do";
 }
 
 TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
