@@ -553,6 +553,17 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
     }
 
     const BufferId id = redemption.grant.buffer;
+    const BufferRecord *shared_before = books_.buffer(id);
+    if (quota_.imports_count && shared_before && books_.holds(redemption.grant.sharer, id) &&
+        !books_.holds(client.id, id)) {
+        const Addition addition{shared_before->heap, allocator_.heap(shared_before->heap).heap->name(),
+                                shared_before->size, 1};
+        if (auto refusal = quota_refusal_now(*importer, addition)) {
+            set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
+            return;
+        }
+    }
+    // Checked after the quota: its recount may have found the buffer dead.
     if (!books_.holds(redemption.grant.sharer, id)) {
         set_error(response, StatusCode::kNotFound,
                   fmt::format("buffer {} is no longer held by the client that shared it", id));
@@ -560,13 +571,6 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
     }
     response.held_before = books_.holds(client.id, id);
     const BufferRecord &shared = *books_.buffer(id);
-    if (quota_.imports_count && !response.held_before) {
-        const Addition addition{shared.heap, allocator_.heap(shared.heap).heap->name(), shared.size, 1};
-        if (auto refusal = quota_refusal_now(*importer, addition)) {
-            set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
-            return;
-        }
-    }
     shares_.redeem(token, importer->identity.uid, now);
     if (!redemption.grant.reusable) {
         response.used_token = token;

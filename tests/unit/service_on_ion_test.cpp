@@ -582,6 +582,22 @@ TEST_F(SharingOnIon, ARevokedTokenIsNotFound)
     EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
 }
 
+TEST_F(SharingOnIon, AnImportWhoseBufferDiesInTheRecountBeforeARefusalIsNotFound)
+{
+    QuotaConfig quota;
+    quota.all_heaps.client = {65536, std::nullopt, "quota.client"};
+    service_.set_quota(quota);
+    const BufferId buffer = camera_buffer(); // and camera closed its fd since
+    const std::string token = share(camera_, buffer).reply.share().token();
+    ClientContext sibling = connect(100, "camera"); // the same process
+    ASSERT_EQ(alloc(sibling, 1u << kSystemId).reply.status(), wire::OK);
+
+    // Over the limit at first; the recount then finds both buffers dead.
+    const Response response = import(sibling, token);
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND) << response.reply.message();
+    EXPECT_TRUE(response.fds.empty());
+}
+
 TEST_F(SharingOnIon, ImportingABufferAlreadyHeldCountsItOnce)
 {
     const BufferId buffer = camera_buffer();
