@@ -31,7 +31,8 @@ struct ClientIdentity
     uid_t uid = 0;
     gid_t gid = 0;
     std::string comm;
-    // Its supplementary groups (SO_PEERGROUPS), for the access rules.
+    // Its supplementary groups (SO_PEERGROUPS), for the access rules and
+    // the group quotas.
     std::vector<gid_t> groups;
 
     bool in_group(gid_t group) const
