@@ -35,44 +35,101 @@ ClientId Books::add_client(ClientIdentity identity)
     const ClientId id = next_client_id_++;
     ClientRecord &record = clients_[id];
     record.default_buffer_name = identity.comm + ":" + std::to_string(identity.pid);
+    record.groups = identity.groups;
+    record.groups.push_back(identity.gid);
+    std::sort(record.groups.begin(), record.groups.end());
+    record.groups.erase(std::unique(record.groups.begin(), record.groups.end()), record.groups.end());
     record.identity = std::move(identity);
     record.usage.resize(heap_usage_.size());
     return id;
 }
 
-void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size)
+void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
 {
-    client.usage[heap].add(size);
-    for (std::vector<Usage> *usage : {&uid_usage_[client.identity.uid], &gid_usage_[client.identity.gid]}) {
-        usage->resize(heap_usage_.size());
-        (*usage)[heap].add(size);
-    }
+    client.usage[heap].add(size, imported);
+    charge_ids(client.identity.uid, client.groups, heap, size, imported);
 }
 
-void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size)
+void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
 {
-    client.usage[heap].remove(size);
-    uid_usage_.at(client.identity.uid)[heap].remove(size);
-    gid_usage_.at(client.identity.gid)[heap].remove(size);
+    client.usage[heap].remove(size, imported);
+    discharge_ids(client.identity.uid, client.groups, heap, size, imported);
 }
 
-void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer)
+void Books::charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
+                       bool imported)
 {
-    discharge(client, buffer.heap, buffer.size);
+    const auto add = [&](std::vector<Usage> &usage) {
+        usage.resize(heap_usage_.size());
+        usage[heap].add(size, imported);
+    };
+    add(uid_usage_[uid]);
+    for (const gid_t gid : groups)
+        add(gid_usage_[gid]);
+}
+
+void Books::discharge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
+                          bool imported)
+{
+    uid_usage_.at(uid)[heap].remove(size, imported);
+    for (const gid_t gid : groups)
+        gid_usage_.at(gid)[heap].remove(size, imported);
+}
+
+void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferId id, BufferRecord &buffer,
+                      bool imported)
+{
+    discharge(client, buffer.heap, buffer.size, imported);
     Usage &usage = client.usage[buffer.heap];
     auto &holders = buffer.holders;
     if (holders.size() > 1)
         usage.remove_shared(buffer.size);
     holders.erase(std::find(holders.begin(), holders.end(), client_id));
+    if (holders.empty())
+        return;
+    ClientRecord &next = clients_.at(holders.front());
     // The one left holds it alone now.
     if (holders.size() == 1)
-        clients_.at(holders.front()).usage[buffer.heap].remove_shared(buffer.size);
+        next.usage[buffer.heap].remove_shared(buffer.size);
+    // Its allocator let go: the first importer left pays for it from now on.
+    Handle &next_handle = next.handles.at(id);
+    if (!imported && next_handle.imported) {
+        next_handle.imported = false;
+        next.usage[buffer.heap].own(buffer.size);
+        uid_usage_.at(next.identity.uid)[buffer.heap].own(buffer.size);
+        for (const gid_t gid : next.groups)
+            gid_usage_.at(gid)[buffer.heap].own(buffer.size);
+    }
+}
+
+void Books::let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, const ClientRecord &last,
+                   const ReferenceCounter &count_references)
+{
+    BufferRecord &buffer = it->second;
+    if (buffer.watched) {
+        const long references = count_references(buffer.fd.get());
+        if (!only_the_daemon_holds(references)) {
+            // Its entry in the watch queue stays: the orphan is checked in
+            // turn like any buffer. Its memory is pinned still, so the last
+            // holder's uid and groups keep paying for it.
+            const ClientIdentity &identity = last.identity;
+            orphans_[it->first] = {identity.pid, identity.uid, last.groups, identity.comm,
+                                   references_besides_the_daemons(references)};
+            charge_ids(identity.uid, last.groups, buffer.heap, buffer.size, false);
+            return;
+        }
+    }
+    erase_buffer(it);
 }
 
 void Books::erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it)
 {
-    heap_usage_[it->second.heap].remove(it->second.size);
-    orphans_.erase(it->first);
+    const BufferRecord &buffer = it->second;
+    heap_usage_[buffer.heap].remove(buffer.size);
+    if (const auto orphan = orphans_.find(it->first); orphan != orphans_.end()) {
+        discharge_ids(orphan->second.uid, orphan->second.groups, buffer.heap, buffer.size, false);
+        orphans_.erase(orphan);
+    }
     buffers_.erase(it);
 }
 
@@ -87,20 +144,9 @@ void Books::remove_client(ClientId client, const ReferenceCounter &count_referen
         BufferRecord &buffer = buffer_it->second;
         if (handle.in_flight)
             --buffer.in_flight;
-        drop_hold(record, client, buffer);
-        if (!buffer.holders.empty())
-            continue;
-        if (buffer.watched) {
-            const long references = count_references(buffer.fd.get());
-            if (!only_the_daemon_holds(references)) {
-                // Its entry in the watch queue stays: the orphan is checked
-                // in turn like any buffer.
-                orphans_[id] = {record.identity.pid, record.identity.uid, record.identity.comm,
-                                references_besides_the_daemons(references)};
-                continue;
-            }
-        }
-        erase_buffer(buffer_it);
+        drop_hold(record, client, id, buffer, handle.imported);
+        if (buffer.holders.empty())
+            let_go(buffer_it, record, count_references);
     }
     clients_.erase(it);
 }
@@ -124,7 +170,7 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
     buffer.in_flight = 1;
     buffer.holders.push_back(client);
     record.handles.emplace(id, Handle{});
-    charge(record, heap, size);
+    charge(record, heap, size, false);
     heap_usage_[heap].add(size);
     if (watched)
         watch_queue_.push_back(id);
@@ -147,8 +193,9 @@ int Books::add_holder(ClientId client, BufferId id)
         }
         return 0;
     }
+    handle->second.imported = true;
     ++buffer.in_flight;
-    charge(record, buffer.heap, buffer.size);
+    charge(record, buffer.heap, buffer.size, true);
     record.usage[buffer.heap].add_shared(buffer.size);
     if (buffer.holders.size() == 1)
         clients_.at(buffer.holders.front()).usage[buffer.heap].add_shared(buffer.size);
@@ -170,7 +217,7 @@ void Books::delivered(ClientId client, std::span<const BufferId> buffers)
     }
 }
 
-int Books::remove_buffer(ClientId client, BufferId id)
+int Books::remove_buffer(ClientId client, BufferId id, const ReferenceCounter &count_references)
 {
     const auto client_it = clients_.find(client);
     if (client_it == clients_.end())
@@ -189,12 +236,13 @@ int Books::remove_buffer(ClientId client, BufferId id)
     BufferRecord &buffer = buffer_it->second;
     if (handle->second.in_flight)
         --buffer.in_flight;
+    const bool imported = handle->second.imported;
     record.handles.erase(handle);
-    drop_hold(record, client, buffer);
-    // Freed by its last holder: out of the books, whoever else may still
-    // have an fd (the client asked for exactly that).
+    drop_hold(record, client, id, buffer, imported);
+    // Freed by its last holder: memory that someone still references
+    // stays on the books as an orphan.
     if (buffer.holders.empty())
-        erase_buffer(buffer_it);
+        let_go(buffer_it, record, count_references);
     return 0;
 }
 
@@ -231,8 +279,9 @@ void Books::release(BufferId id)
     const bool shared = buffer.holders.size() > 1;
     for (const ClientId holder : buffer.holders) {
         ClientRecord &record = clients_.at(holder);
-        record.handles.erase(id);
-        discharge(record, buffer.heap, buffer.size);
+        const auto handle = record.handles.find(id);
+        discharge(record, buffer.heap, buffer.size, handle->second.imported);
+        record.handles.erase(handle);
         if (shared)
             record.usage[buffer.heap].remove_shared(buffer.size);
         auto &released = record.recently_released;

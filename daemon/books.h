@@ -31,7 +31,8 @@ struct ClientIdentity
     uid_t uid = 0;
     gid_t gid = 0;
     std::string comm;
-    // Its supplementary groups (SO_PEERGROUPS), for the access rules.
+    // Its supplementary groups (SO_PEERGROUPS), for the access rules and
+    // the group quotas.
     std::vector<gid_t> groups;
 
     bool in_group(gid_t group) const
@@ -41,7 +42,9 @@ struct ClientIdentity
 };
 
 // Bytes and buffers held, and the most bytes ever held at once. For a
-// client, also how much of it other clients hold too (shared).
+// client, also how much of it other clients hold too (shared). Of a
+// client's, uid's or group's, also how much of it is imports, which quotas
+// may leave out (imports_count = false).
 struct Usage
 {
     std::uint64_t bytes = 0;
@@ -49,18 +52,32 @@ struct Usage
     std::uint64_t peak_bytes = 0;
     std::uint64_t shared_bytes = 0;
     std::uint64_t shared_buffers = 0;
+    std::uint64_t imported_bytes = 0;
+    std::uint64_t imported_buffers = 0;
 
-    void add(std::uint64_t size)
+    void add(std::uint64_t size, bool imported = false)
     {
         bytes += size;
         ++buffers;
         if (bytes > peak_bytes)
             peak_bytes = bytes;
+        if (imported) {
+            imported_bytes += size;
+            ++imported_buffers;
+        }
     }
-    void remove(std::uint64_t size)
+    void remove(std::uint64_t size, bool imported = false)
     {
         bytes -= size;
         --buffers;
+        if (imported)
+            own(size);
+    }
+    // An import of size bytes is the holder's own now (or gone).
+    void own(std::uint64_t size)
+    {
+        imported_bytes -= size;
+        --imported_buffers;
     }
     void add_shared(std::uint64_t size)
     {
@@ -97,15 +114,22 @@ struct BufferRecord
 struct Handle
 {
     bool in_flight = true; // the reply with its fd is not out yet
+    // Imported, not allocated, by this client. A buffer always has one
+    // holder it is not an import to (its allocator, then whoever is left),
+    // so that some quota always pays for it.
+    bool imported = false;
 };
 
 // What is known of a buffer that outlived every client that held it, as
 // ION's debugfs showed them: alive elsewhere (an fd, a mapping, an
-// importer), with the last client that held it.
+// importer), with the last client that held it. It stays charged to that
+// client's uid and groups until it dies, so that passing an fd on and
+// freeing or disconnecting escapes no quota.
 struct OrphanRecord
 {
     pid_t pid = 0;
     uid_t uid = 0;
+    std::vector<gid_t> groups;
     std::string comm;
     // References besides the daemon's, when last counted; -1 if unknown.
     long references = 0;
@@ -114,6 +138,9 @@ struct OrphanRecord
 struct ClientRecord
 {
     ClientIdentity identity;
+    // The groups its holds count in: primary and supplementary, each once,
+    // as the access rules see them.
+    std::vector<gid_t> groups;
     std::string name; // the client's own name for itself, from Hello
     // "<comm>:<pid>": the name of its buffers that it did not name itself.
     std::string default_buffer_name;
@@ -148,7 +175,7 @@ public:
     explicit Books(std::size_t heap_count);
 
     ClientId add_client(ClientIdentity identity);
-    // Drops the client's holds. A buffer nobody else holds but that
+    // Drops the client's holds. A dma-buf nobody else holds but that
     // count_references says is still referenced becomes an orphan; the
     // rest of those nobody holds are closed.
     void remove_client(ClientId client, const ReferenceCounter &count_references);
@@ -167,8 +194,10 @@ public:
     void delivered(ClientId client, std::span<const BufferId> buffers);
     // Drops client's hold on buffer (0), or forgets one that was just
     // released under it (0); -ENOENT if the client holds no buffer of that
-    // id. The last hold gone, the buffer leaves the books.
-    int remove_buffer(ClientId client, BufferId buffer);
+    // id. The last hold gone, the buffer leaves the books, unless it is a
+    // dma-buf that count_references says is referenced still: then it
+    // becomes an orphan, as at a disconnect.
+    int remove_buffer(ClientId client, BufferId buffer, const ReferenceCounter &count_references);
     bool holds(ClientId client, BufferId buffer) const;
     // Whether remove_buffer(client, buffer) would succeed.
     bool holds_or_released(ClientId client, BufferId buffer) const;
@@ -194,8 +223,9 @@ public:
     const std::unordered_map<BufferId, OrphanRecord> &orphans() const { return orphans_; }
     // Every buffer once, orphans included.
     const Usage &heap_usage(HeapIndex heap) const { return heap_usage_.at(heap); }
-    // What all the clients of one uid, or of one gid, hold per heap (a
-    // buffer two of them hold counts twice); nullptr if none ever held any.
+    // What all the clients of one uid, or in one group (primary or
+    // supplementary), and the orphans they left hold per heap (a buffer two
+    // of them hold counts twice); nullptr if none ever held any.
     const std::vector<Usage> *uid_usage(uid_t uid) const;
     const std::vector<Usage> *gid_usage(gid_t gid) const;
     std::size_t heap_count() const { return heap_usage_.size(); }
@@ -205,12 +235,23 @@ private:
     // daemon's is the last.
     bool unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references);
     // A hold of size bytes in heap enters or leaves client's usage and its
-    // uid's and gid's.
-    void charge(ClientRecord &client, HeapIndex heap, std::uint64_t size);
-    void discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size);
+    // uid's and groups'.
+    void charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported);
+    void discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported);
+    // The same for a uid's and groups' usage alone (an orphan's).
+    void charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
+                    bool imported);
+    void discharge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
+                       bool imported);
     // Takes a hold out of client's usage and the buffer's holders, marking
-    // whoever is left alone with it as no longer sharing.
-    void drop_hold(ClientRecord &client, ClientId client_id, BufferRecord &buffer);
+    // whoever is left alone with it as no longer sharing, and making it
+    // the first one left's own if it was client's own.
+    void drop_hold(ClientRecord &client, ClientId client_id, BufferId id, BufferRecord &buffer,
+                   bool imported);
+    // Nobody holds the buffer any more (last held by last): a dma-buf still
+    // referenced elsewhere becomes an orphan, anything else leaves.
+    void let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, const ClientRecord &last,
+                const ReferenceCounter &count_references);
     // Takes the buffer out of every holder and the books, closing the
     // daemon's reference; each holder remembers it as released.
     void release(BufferId id);

@@ -45,7 +45,7 @@ struct LimitSet
     Limit client;                    // each connection
     Limit uid;                       // each uid, all its connections together
     std::map<uid_t, Limit> uids;     // one uid, instead of uid
-    std::map<gid_t, Limit> groups;   // the connections whose gid it is, together
+    std::map<gid_t, Limit> groups;   // the connections in that group (primary or supplementary), together
 };
 
 //   [quota]

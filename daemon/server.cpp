@@ -48,7 +48,7 @@ Expected<ClientIdentity, int> peer_identity(int socket)
     ClientIdentity identity{credentials.pid, credentials.uid, credentials.gid, read_comm(credentials.pid), {}};
     // The peer's supplementary groups as they were at connect(). A kernel
     // without SO_PEERGROUPS (before 4.13) leaves them out: the access rules
-    // then see the primary group only.
+    // and group quotas then see the primary group only.
     std::vector<gid_t> groups(64);
     for (;;) {
         socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));

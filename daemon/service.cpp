@@ -256,7 +256,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             failure = BatchFailure{0, 0, candidate, std::move(*refusal), StatusCode::kPermissionDenied};
             continue;
         }
-        if (auto refusal = quota_refusal(quota_, books_, record, addition)) {
+        if (auto refusal = quota_refusal_now(record, addition)) {
             failure = BatchFailure{0, 0, candidate, "quota exceeded: " + *refusal, StatusCode::kQuotaExceeded};
             continue;
         }
@@ -297,6 +297,17 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         response.allocated.push_back(id);
     }
     SPDLOG_DEBUG("client {}: {} x {} bytes from {}", client.id, count, *size, heap_name);
+}
+
+std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client, const Addition &addition)
+{
+    auto refusal = quota_refusal(quota_, books_, client, addition);
+    // Before saying no, what the kernel knows now: the process's dma-bufs
+    // (orphans of a Free among them) that died since the last release
+    // round give their room back.
+    if (refusal && books_.release_unreferenced_now(client.identity.pid, reference_counter_) > 0)
+        refusal = quota_refusal(quota_, books_, client, addition);
+    return refusal;
 }
 
 Expected<std::vector<UniqueFD>, Service::BatchFailure>
@@ -351,7 +362,7 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
         response.silent = true;
         std::size_t unknown = 0;
         for (const BufferId id : ids)
-            unknown += books_.remove_buffer(client.id, id) < 0;
+            unknown += books_.remove_buffer(client.id, id, reference_counter_) < 0;
         if (unknown)
             SPDLOG_DEBUG("client {}: {} of {} ids to free without reply were not held", client.id,
                          unknown, ids.size());
@@ -365,7 +376,7 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
     }
 
     for (const BufferId id : ids)
-        books_.remove_buffer(client.id, id);
+        books_.remove_buffer(client.id, id, reference_counter_);
     response.reply.mutable_free()->set_freed(static_cast<std::uint32_t>(ids.size()));
 }
 
@@ -542,6 +553,17 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
     }
 
     const BufferId id = redemption.grant.buffer;
+    const BufferRecord *shared_before = books_.buffer(id);
+    if (quota_.imports_count && shared_before && books_.holds(redemption.grant.sharer, id) &&
+        !books_.holds(client.id, id)) {
+        const Addition addition{shared_before->heap, allocator_.heap(shared_before->heap).heap->name(),
+                                shared_before->size, 1};
+        if (auto refusal = quota_refusal_now(*importer, addition)) {
+            set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
+            return;
+        }
+    }
+    // Checked after the quota: its recount may have found the buffer dead.
     if (!books_.holds(redemption.grant.sharer, id)) {
         set_error(response, StatusCode::kNotFound,
                   fmt::format("buffer {} is no longer held by the client that shared it", id));
@@ -549,14 +571,11 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
     }
     response.held_before = books_.holds(client.id, id);
     const BufferRecord &shared = *books_.buffer(id);
-    if (quota_.imports_count && !response.held_before) {
-        const Addition addition{shared.heap, allocator_.heap(shared.heap).heap->name(), shared.size, 1};
-        if (auto refusal = quota_refusal(quota_, books_, *importer, addition)) {
-            set_error(response, StatusCode::kQuotaExceeded, "quota exceeded: " + *refusal);
-            return;
-        }
-    }
     shares_.redeem(token, importer->identity.uid, now);
+    if (!redemption.grant.reusable) {
+        response.used_token = token;
+        response.used_grant = redemption.grant;
+    }
     books_.add_holder(client.id, id);
     wire::BufferInfo &info = *response.reply.mutable_import_buffer()->mutable_buffer();
     info.set_id(id);
@@ -584,12 +603,17 @@ void Service::delivered(ClientContext &client, const Response &response)
 
 void Service::undo_allocation(ClientContext &client, const Response &response)
 {
+    // The import never happened: its token works again, if what it grants
+    // still stands.
+    const ShareTable::Grant &grant = response.used_grant;
+    if (!response.used_token.empty() && books_.holds(grant.sharer, grant.buffer))
+        shares_.give_back(response.used_token, grant);
     if (response.held_before) {
         books_.delivered(client.id, response.allocated);
         return;
     }
     for (const BufferId id : response.allocated)
-        books_.remove_buffer(client.id, id);
+        books_.remove_buffer(client.id, id, reference_counter_);
 }
 
 } // namespace ionsvc

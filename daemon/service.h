@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "allocator.h"
 #include "books.h"
 #include "config.h"
+#include "quota.h"
 #include "share_table.h"
 #include "buffer.pb.h"
 
@@ -47,6 +49,10 @@ struct Response
     // An import of a buffer the client held already: an undo must leave
     // that hold alone.
     bool held_before = false;
+    // The single-use token an import used up, and what it granted: an undo
+    // gives it back.
+    std::string used_token;
+    ShareTable::Grant used_grant;
 
     // Empties it for the next request, keeping the memory protobuf already
     // allocated (a fresh Reply per request costs several mallocs).
@@ -57,6 +63,7 @@ struct Response
         allocated.clear();
         silent = false;
         held_before = false;
+        used_token.clear();
     }
 };
 
@@ -130,6 +137,8 @@ private:
     // empty, with the error in response, if none.
     std::vector<HeapIndex> candidate_heaps(const wire::AllocRequest &request, Response &response) const;
     long count_references(int fd);
+    // Why adding to client's holdings would pass a quota, if it would.
+    std::optional<std::string> quota_refusal_now(const ClientRecord &client, const Addition &addition);
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,

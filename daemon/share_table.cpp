@@ -49,11 +49,16 @@ Expected<std::string, int> ShareTable::add(const Grant &grant)
         if (!entries_.contains(index_of(token)))
             break;
     }
+    insert(token, grant);
+    return token;
+}
+
+void ShareTable::insert(std::string_view token, const Grant &grant)
+{
     Entry entry{grant, {}};
     std::memcpy(entry.secret.data(), token.data() + kIndexSize, entry.secret.size());
     entries_.emplace(index_of(token), entry);
     ++per_client_[grant.sharer];
-    return token;
 }
 
 std::unordered_map<std::uint64_t, ShareTable::Entry>::iterator ShareTable::find(std::string_view token)
@@ -110,6 +115,14 @@ ShareTable::Redemption ShareTable::redeem(std::string_view token, uid_t importer
         (redemption.verdict == Verdict::kGranted && !redemption.grant.reusable))
         erase(it);
     return redemption;
+}
+
+int ShareTable::give_back(std::string_view token, const Grant &grant)
+{
+    if (token.size() != kShareTokenSize || entries_.contains(index_of(token)))
+        return -EEXIST;
+    insert(token, grant);
+    return 0;
 }
 
 int ShareTable::revoke(std::string_view token, ClientId client)

@@ -65,6 +65,9 @@ public:
     // Checks token for importer uid at now. A granted single-use token is
     // used up; an expired one is dropped.
     Redemption redeem(std::string_view token, uid_t importer, Clock::time_point now);
+    // Makes a token that redeem() used up work again, for the same grant:
+    // the import it served was undone. 0, or -EEXIST if the token lives.
+    int give_back(std::string_view token, const Grant &grant);
     // The verdict redeem() would give, changing nothing: for checks that
     // must pass before a token is used up.
     Redemption inspect(std::string_view token, uid_t importer, Clock::time_point now);
@@ -88,6 +91,8 @@ private:
         std::array<std::uint8_t, 16> secret;
     };
 
+    // Enters token (an index not in use and its secret) for grant.
+    void insert(std::string_view token, const Grant &grant);
     // The entry token leads to if its secret matches, else end().
     std::unordered_map<std::uint64_t, Entry>::iterator find(std::string_view token);
     void erase(std::unordered_map<std::uint64_t, Entry>::iterator it);

@@ -36,10 +36,15 @@ protected:
     {
         if (::geteuid() != 0)
             GTEST_SKIP() << "needs root, to run clients as other users";
-        std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
+        write_config(config);
         daemon_.emplace(std::vector<std::string>{"--config", config_directory_.path() + "/ionsvc.conf"});
         ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);
         ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
+    }
+
+    void write_config(const std::string &config) const
+    {
+        std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
     }
 
     // In a forked child: becomes uid with groups as its supplementary groups.
@@ -97,6 +102,18 @@ TEST_F(Access, TheMembersOfAnAllowedGroupMayUseTheHeap)
     start("[access.heaps.memfd]\ngroups = [4242]\n");
     EXPECT_EQ(allocation_as(kStranger, {kCameraGroup}), kAllocated) << "a supplementary group counts";
     EXPECT_EQ(allocation_as(kStranger, {}), kRefused);
+}
+
+TEST_F(Access, ARuleChangedBySighupHoldsForTheNextAllocation)
+{
+    start("[access.heaps.memfd]\nuids = [65534]\n");
+    ASSERT_EQ(allocation_as(kStranger, {}), kRefused);
+
+    write_config("[access.heaps.memfd]\nuids = [65533]\n");
+    ASSERT_TRUE(daemon_->reload()) << daemon_->log();
+    EXPECT_THAT(daemon_->log(), ::testing::HasSubstr("reloaded"));
+    EXPECT_EQ(allocation_as(kStranger, {}), kAllocated);
+    EXPECT_EQ(allocation_as(kAllowed, {}), kRefused) << "the old rule is gone";
 }
 
 TEST_F(Access, StatsShowWhoIsNotAnAdminOnlyTheClientsOfItsOwnUid)

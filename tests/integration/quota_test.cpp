@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Quotas against the real daemon: the limits of its config file, reloaded
 // on SIGHUP without dropping anyone.
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -25,19 +27,7 @@ protected:
     std::string config_path() const { return config_directory_.path() + "/ionsvc.conf"; }
     void write_config(const std::string &text) const { std::ofstream(config_path()) << text; }
 
-    // SIGHUP, then waits for the daemon to say it read the file (the
-    // reloads-th time), whichever way it went.
-    void reload(int reloads = 1)
-    {
-        ASSERT_EQ(::kill(daemon_->pid(), SIGHUP), 0);
-        ASSERT_TRUE(eventually([&] {
-            const std::string log = daemon_->log();
-            std::size_t seen = 0;
-            for (std::size_t at = 0; (at = log.find("reload", at)) != std::string::npos; at += 6)
-                ++seen;
-            return seen >= static_cast<std::size_t>(reloads);
-        })) << daemon_->log();
-    }
+    void reload() { ASSERT_TRUE(daemon_->reload()) << daemon_->log(); }
 
     void start(const std::string &config)
     {
@@ -71,6 +61,29 @@ protected:
         return setup;
     }
 
+    // Lets clients of other users reach the daemon.
+    void open_to_everyone() const
+    {
+        ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);
+        ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
+    }
+
+    // In a forked child: becomes uid with primary group gid and groups as
+    // its supplementary groups.
+    static bool become(uid_t uid, gid_t gid, const std::vector<gid_t> &groups)
+    {
+        return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(gid, gid, gid) == 0 &&
+               ::setresuid(uid, uid, uid) == 0;
+    }
+
+    // Whether an allocation was refused with QUOTA_EXCEEDED saying usage.
+    static bool refused_for_quota(const bufclient::Result<std::vector<bufclient::Buffer>> &result,
+                                  std::string_view usage)
+    {
+        return !result && result.error().code == StatusCode::kQuotaExceeded &&
+               result.error().message.find(usage) != std::string::npos;
+    }
+
     TemporaryDirectory config_directory_;
     std::optional<DaemonProcess> daemon_;
 };
@@ -102,6 +115,35 @@ TEST_F(Quota, ABatchThatWouldCrossTheLimitAllocatesNothing)
     ASSERT_TRUE(heaps);
     EXPECT_EQ(heaps->front().live_buffers, 3u);
     EXPECT_TRUE(client.allocate({.size = 4096, .count = 1}));
+}
+
+TEST_F(Quota, ABatchThatWouldCrossTheByteLimitAllocatesNothing)
+{
+    start("[quota]\nclient = { bytes = \"64K\" }\n");
+    auto client = daemon_->connect("camera");
+    ASSERT_TRUE(client.allocate({.size = 16 * kKiB, .count = 3}));
+    auto batch = client.allocate({.size = 16 * kKiB, .count = 2});
+    ASSERT_FALSE(batch);
+    EXPECT_EQ(batch.error().code, StatusCode::kQuotaExceeded);
+    EXPECT_THAT(batch.error().message, HasSubstr("holds 49152 bytes in 3 buffers; 2 more of 16384 bytes"));
+    auto heaps = client.list_heaps();
+    ASSERT_TRUE(heaps);
+    EXPECT_EQ(heaps->front().live_buffers, 3u);
+    EXPECT_EQ(heaps->front().live_bytes, 48 * kKiB);
+    EXPECT_TRUE(client.allocate({.size = 16 * kKiB})) << "what fits still fits";
+}
+
+TEST_F(Quota, AHeapLimitHoldsWithinThatHeap)
+{
+    start("[quota.heaps.memfd]\nclient = { bytes = \"64K\" }\n");
+    auto client = daemon_->connect("camera");
+    ASSERT_TRUE(client.allocate({.heap = "memfd", .size = 64 * kKiB}));
+    auto over = client.allocate({.heap = "system", .size = 4096}); // an alias of memfd here
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, StatusCode::kQuotaExceeded);
+    EXPECT_EQ(over.error().message, "quota exceeded: this client holds 65536 bytes in 1 buffers in heap memfd; "
+                                    "1 more of 4096 bytes would pass its limit of 65536 bytes "
+                                    "(quota.heaps.memfd.client)");
 }
 
 TEST_F(Quota, SighupAppliesANewLimitToConnectedClients)
@@ -146,7 +188,10 @@ TEST_F(Quota, ImportsNeedNotCount)
 {
     start("[quota]\nimports_count = false\nclient = { bytes = \"64K\" }\n");
     FullImporter setup = share_with_a_full_importer();
-    EXPECT_TRUE(setup.importer.import(setup.token));
+    ASSERT_TRUE(setup.importer.import(setup.token));
+    ASSERT_TRUE(setup.importer.free(setup.own.front()));
+    EXPECT_TRUE(setup.importer.allocate({.size = 64 * kKiB})) << "its import does not count against its allocations";
+    EXPECT_FALSE(setup.importer.allocate({.size = 4096})) << "its allocations still do";
 }
 
 TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
@@ -154,24 +199,121 @@ TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
     if (::geteuid() != 0)
         GTEST_SKIP() << "needs root, to run a client as another user";
     start("[quota.uids]\n65534 = { bytes = \"128K\" }\n");
-    ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);
-    ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
+    open_to_everyone();
     ChildProcess nobody([&] {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
+        if (!become(65534, 65534, {}))
             return 10;
         auto first = daemon_->connect("first");
         auto second = daemon_->connect("second");
         if (!first.allocate({.size = 64 * kKiB}) || !second.allocate({.size = 64 * kKiB}))
             return 11;
-        auto third = second.allocate({.size = 4096});
-        if (third || third.error().code != StatusCode::kQuotaExceeded ||
-            third.error().message.find("uid 65534 holds 131072 bytes in 2 buffers") == std::string::npos)
+        if (!refused_for_quota(second.allocate({.size = 4096}), "uid 65534 holds 131072 bytes in 2 buffers"))
             return 12;
         return 0;
     });
     EXPECT_EQ(nobody.wait(), 0);
     EXPECT_TRUE(daemon_->connect("root").allocate({.size = 1024 * kKiB})) << "root is not limited";
+}
+
+TEST_F(Quota, AGroupLimitSpansItsMembersByPrimaryAndSupplementaryGroup)
+{
+    if (::geteuid() != 0)
+        GTEST_SKIP() << "needs root, to run clients as other users";
+    start("[quota.groups]\n4242 = { bytes = \"128K\" }\n");
+    open_to_everyone();
+
+    // A member by a supplementary group holds 64 KiB until released.
+    Signal ready, release;
+    ChildProcess holder([&] {
+        release.close_write_end();
+        if (!become(65534, 65534, {4242}))
+            return 10;
+        auto client = daemon_->connect("holder");
+        if (!client.allocate({.size = 64 * kKiB}))
+            return 11;
+        ready.raise();
+        release.wait();
+        return 0;
+    });
+    ASSERT_TRUE(ready.wait()) << "the holder failed at " << holder.wait();
+
+    // A member by its primary group shares the group's 128 KiB with it.
+    ChildProcess member([&] {
+        if (!become(65533, 4242, {}))
+            return 10;
+        auto client = daemon_->connect("member");
+        if (!client.allocate({.size = 64 * kKiB}))
+            return 11;
+        if (!refused_for_quota(client.allocate({.size = 4096}), "group 4242 holds 131072 bytes in 2 buffers"))
+            return 12;
+        return 0;
+    });
+    EXPECT_EQ(member.wait(), 0);
+    EXPECT_TRUE(daemon_->connect("root").allocate({.size = 1024 * kKiB})) << "outside the group, no limit";
+    release.raise();
+    EXPECT_EQ(holder.wait(), 0);
+}
+
+TEST_F(Quota, ReloadsUnderLoadDropNobodyAndRefuseOnlyWithQuotaExceeded)
+{
+    const std::string tight = "[quota]\nclient = { bytes = \"64K\" }\n";
+    const std::string loose = "[quota]\nclient = { bytes = \"256K\" }\nuid = { bytes = \"256K\" }\n";
+    start(tight);
+    constexpr int kClients = 4;
+    constexpr int kReloads = 10;
+    // The clients run until the write end of stop closes.
+    int stop_ends[2];
+    ASSERT_EQ(::pipe2(stop_ends, O_CLOEXEC | O_NONBLOCK), 0);
+    UniqueFD stop_read{stop_ends[0]};
+    UniqueFD stop_write{stop_ends[1]};
+    Signal running;
+
+    // Each client takes two 64 KiB buffers and frees them, over and over.
+    // Exit code: 0, or which step went wrong.
+    const auto client_body = [&] {
+        stop_write.reset();
+        auto client = daemon_->connect("loader");
+        running.raise();
+        for (;;) {
+            char byte;
+            if (::read(stop_read.get(), &byte, 1) == 0)
+                return 0;
+            std::vector<bufclient::Buffer> held;
+            for (int i = 0; i < 2; ++i) {
+                auto buffers = client.allocate({.size = 64 * kKiB});
+                if (buffers)
+                    held.push_back(std::move(buffers->front()));
+                else if (buffers.error().code != StatusCode::kQuotaExceeded)
+                    return 20 + static_cast<int>(buffers.error().code);
+            }
+            for (const bufclient::Buffer &buffer : held) {
+                if (!client.free(buffer))
+                    return 11;
+            }
+        }
+    };
+    std::vector<ChildProcess> clients;
+    for (int i = 0; i < kClients; ++i)
+        clients.emplace_back(client_body);
+    for (int i = 0; i < kClients; ++i)
+        ASSERT_TRUE(running.wait());
+
+    for (int i = 0; i < kReloads; ++i) {
+        write_config(i % 2 == 0 ? loose : tight);
+        reload();
+    }
+    EXPECT_THAT(daemon_->log(), ::testing::Not(HasSubstr("reload failed")));
+    stop_write.reset();
+    for (ChildProcess &client : clients)
+        EXPECT_EQ(client.wait(), 0);
+
+    auto observer = daemon_->connect("observer");
+    EXPECT_TRUE(eventually([&] {
+        const auto heaps = observer.list_heaps();
+        return heaps && heaps->front().live_bytes == 0 && heaps->front().live_buffers == 0;
+    })) << "the books end at zero";
+    EXPECT_TRUE(observer.allocate({.size = 64 * kKiB})) << "the daemon serves on, under the last config";
+    EXPECT_FALSE(observer.allocate({.size = 4096}));
 }
 
 } // namespace

@@ -168,6 +168,21 @@ std::string DaemonProcess::log() const
     return read_file(directory_.path() + "/ionsvcd.log");
 }
 
+bool DaemonProcess::reload()
+{
+    if (::kill(pid_, SIGHUP) != 0)
+        return false;
+    ++reloads_;
+    // Every reload logs one line with "reload" in it, done or failed.
+    return eventually([&] {
+        const std::string text = log();
+        int seen = 0;
+        for (std::size_t at = 0; (at = text.find("reload", at)) != std::string::npos; at += 6)
+            ++seen;
+        return seen >= reloads_;
+    });
+}
+
 std::size_t DaemonProcess::open_fds() const
 {
     return test_support::open_fd_count(pid_);

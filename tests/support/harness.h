@@ -48,6 +48,9 @@ public:
     void kill();
     // What it wrote on stderr so far.
     std::string log() const;
+    // SIGHUP, then waits until the daemon has said it read its config file
+    // once more (whichever way that went); false if it never says so.
+    bool reload();
 
     std::size_t open_fds() const;
     bufclient::Client connect(const std::string &client_name = "test") const;
@@ -56,6 +59,7 @@ private:
     TemporaryDirectory directory_;
     std::string socket_path_;
     pid_t pid_ = -1;
+    int reloads_ = 0; // SIGHUPs sent
 };
 
 // Starts ionsvcd with argv and environment additions and returns once it

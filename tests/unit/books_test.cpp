@@ -45,7 +45,7 @@ TEST(Books, FreeingABufferTakesItOutButKeepsThePeak)
     const ClientId client = books.add_client(someone(10));
     const BufferId first = books.add_buffer(client, kHeapA, 8192, UniqueFD{});
     books.add_buffer(client, kHeapA, 4096, UniqueFD{});
-    ASSERT_EQ(books.remove_buffer(client, first), 0);
+    ASSERT_EQ(books.remove_buffer(client, first, nobody_else_holds), 0);
 
     const Usage &usage = books.client(client)->usage[kHeapA];
     EXPECT_EQ(usage.bytes, 4096u);
@@ -62,7 +62,7 @@ TEST(Books, AClientCannotFreeAnotherClientsBuffer)
     const ClientId other = books.add_client(someone(11));
     const BufferId buffer = books.add_buffer(owner, kHeapA, 4096, UniqueFD{});
 
-    EXPECT_EQ(books.remove_buffer(other, buffer), -ENOENT);
+    EXPECT_EQ(books.remove_buffer(other, buffer, nobody_else_holds), -ENOENT);
     EXPECT_TRUE(books.holds(owner, buffer));
     EXPECT_EQ(books.heap_usage(kHeapA).bytes, 4096u);
 }
@@ -72,10 +72,10 @@ TEST(Books, FreeingAnUnknownIdOrTwiceIsNotFound)
     Books books(1);
     const ClientId client = books.add_client(someone(10));
     const BufferId buffer = books.add_buffer(client, kHeapA, 4096, UniqueFD{});
-    EXPECT_EQ(books.remove_buffer(client, buffer + 100), -ENOENT);
-    EXPECT_EQ(books.remove_buffer(client, buffer), 0);
-    EXPECT_EQ(books.remove_buffer(client, buffer), -ENOENT);
-    EXPECT_EQ(books.remove_buffer(client + 100, buffer), -ENOENT);
+    EXPECT_EQ(books.remove_buffer(client, buffer + 100, nobody_else_holds), -ENOENT);
+    EXPECT_EQ(books.remove_buffer(client, buffer, nobody_else_holds), 0);
+    EXPECT_EQ(books.remove_buffer(client, buffer, nobody_else_holds), -ENOENT);
+    EXPECT_EQ(books.remove_buffer(client + 100, buffer, nobody_else_holds), -ENOENT);
 }
 
 TEST(Books, RemovingAClientEmptiesItsShareOfEveryHeap)
@@ -105,7 +105,7 @@ TEST(Books, TheBooksCloseTheDaemonsReferenceWhenABufferLeaves)
     const BufferId buffer = books.add_buffer(client, kHeapA, 4096, UniqueFD{freed});
     books.add_buffer(client, kHeapA, 4096, UniqueFD{dropped});
 
-    ASSERT_EQ(books.remove_buffer(client, buffer), 0);
+    ASSERT_EQ(books.remove_buffer(client, buffer, nobody_else_holds), 0);
     EXPECT_LT(::fcntl(freed, F_GETFD), 0);
     EXPECT_GE(::fcntl(dropped, F_GETFD), 0);
     books.remove_client(client, nobody_else_holds);

@@ -16,6 +16,12 @@ constexpr HeapIndex kSystem = 0;
 constexpr HeapIndex kCarveout = 1;
 constexpr std::uint64_t kMiB = 1 << 20;
 
+// What the kernel says of a buffer only the daemon still references.
+long nobody_else_holds(int)
+{
+    return 1;
+}
+
 Limit bytes(std::uint64_t value, std::string origin)
 {
     return {value, std::nullopt, std::move(origin)};
@@ -109,6 +115,18 @@ TEST_F(Quota, AGroupLimitCountsTheConnectionsOfThatGid)
     EXPECT_FALSE(refusal(display_, 16 * kMiB));
 }
 
+TEST_F(Quota, AGroupLimitCountsTheClientsWithThatSupplementaryGroupToo)
+{
+    quota_.all_heaps.groups[44] = bytes(2 * kMiB, "quota.groups.video");
+    const ClientId viewer = books_.add_client({300, 1002, 1002, "viewer", {1002, 44}});
+    hold(kMiB, camera_);
+    hold(kMiB, viewer);
+    EXPECT_THAT(refusal(viewer, 4096).value_or(""), HasSubstr("group 44 holds 2097152 bytes in 2 buffers"));
+    EXPECT_TRUE(refusal(camera_, 4096)) << "the viewer's buffer counts in group 44";
+    quota_.all_heaps.groups[1002] = bytes(kMiB, "quota.groups.1002");
+    EXPECT_FALSE(refusal(viewer, 0)) << "a primary group listed again counts once";
+}
+
 TEST_F(Quota, AHeapLimitCountsOnlyThatHeap)
 {
     quota_.heaps["ion:carveout"].client = bytes(kMiB, "quota.heaps.ion:carveout.client");
@@ -125,8 +143,36 @@ TEST_F(Quota, FreedBuffersGiveTheirRoomBack)
     quota_.all_heaps.uid = bytes(2 * kMiB, "quota.uid");
     const BufferId buffer = books_.add_buffer(camera_, kSystem, 2 * kMiB, UniqueFD{});
     EXPECT_TRUE(refusal(preview_, 4096));
-    ASSERT_EQ(books_.remove_buffer(camera_, buffer), 0);
+    ASSERT_EQ(books_.remove_buffer(camera_, buffer, nobody_else_holds), 0);
     EXPECT_FALSE(refusal(preview_, 2 * kMiB));
+}
+
+TEST_F(Quota, WithImportsNotCountingAnImportLeavesTheImportersRoomAlone)
+{
+    quota_.imports_count = false;
+    quota_.all_heaps.client = bytes(kMiB, "quota.client");
+    quota_.all_heaps.uid = bytes(kMiB, "quota.uid");
+    const BufferId shared = books_.add_buffer(display_, kSystem, kMiB, UniqueFD{});
+    ASSERT_EQ(books_.add_holder(camera_, shared), 0);
+    EXPECT_FALSE(refusal(camera_, kMiB)) << "camera's own room is untouched by what it imported";
+
+    quota_.imports_count = true;
+    EXPECT_THAT(refusal(camera_, 4096).value_or(""), HasSubstr("this client holds 1048576 bytes"));
+}
+
+TEST_F(Quota, AnImportStaysAnImportWhenItsAllocatorFreesItButItsLastHolderPaysForIt)
+{
+    quota_.imports_count = false;
+    quota_.all_heaps.client = bytes(kMiB, "quota.client");
+    const BufferId shared = books_.add_buffer(display_, kSystem, kMiB, UniqueFD{});
+    ASSERT_EQ(books_.add_holder(camera_, shared), 0);
+    ASSERT_EQ(books_.add_holder(preview_, shared), 0);
+    // The allocator lets go: the first importer left holds it as its own.
+    ASSERT_EQ(books_.remove_buffer(display_, shared, nobody_else_holds), 0);
+    EXPECT_TRUE(refusal(camera_, 4096)) << "the buffer lives on camera's account now";
+    EXPECT_FALSE(refusal(preview_, kMiB)) << "still only an import to preview";
+    ASSERT_EQ(books_.remove_buffer(camera_, shared, nobody_else_holds), 0);
+    EXPECT_TRUE(refusal(preview_, 4096)) << "preview holds it alone";
 }
 
 // -------------------------------------------------------------------------

@@ -165,12 +165,13 @@ TEST_F(ReleaseDetection, FreedBuffersCostARoundNoCount)
     const BufferId first = delivered_buffer(camera_);
     const BufferId second = delivered_buffer(camera_);
     const BufferId third = delivered_buffer(camera_);
-    ASSERT_EQ(books_.remove_buffer(camera_, first), 0);
-    ASSERT_EQ(books_.remove_buffer(camera_, second), 0);
+    ASSERT_EQ(books_.remove_buffer(camera_, first, kernel_.counter()), 0);
+    ASSERT_EQ(books_.remove_buffer(camera_, second, kernel_.counter()), 0);
 
     // A budget of one reaches the live buffer behind two freed ones.
+    const int counted_at_free = kernel_.counted();
     EXPECT_EQ(books_.release_unreferenced(1, kernel_.counter()), 1u);
-    EXPECT_EQ(kernel_.counted(), 1);
+    EXPECT_EQ(kernel_.counted() - counted_at_free, 1);
     EXPECT_FALSE(books_.holds(camera_, third));
     EXPECT_FALSE(books_.has_watched_buffers()) << "nothing left to watch: the timer may rest";
 }
@@ -182,10 +183,10 @@ TEST_F(ReleaseDetection, AReleasedBufferMayStillBeFreedOnce)
 
     EXPECT_TRUE(books_.holds_or_released(camera_, buffer));
     EXPECT_FALSE(books_.holds_or_released(display_, buffer));
-    EXPECT_EQ(books_.remove_buffer(display_, buffer), -ENOENT);
-    EXPECT_EQ(books_.remove_buffer(camera_, buffer), 0);
+    EXPECT_EQ(books_.remove_buffer(display_, buffer, kernel_.counter()), -ENOENT);
+    EXPECT_EQ(books_.remove_buffer(camera_, buffer, kernel_.counter()), 0);
     EXPECT_FALSE(books_.holds_or_released(camera_, buffer));
-    EXPECT_EQ(books_.remove_buffer(camera_, buffer), -ENOENT);
+    EXPECT_EQ(books_.remove_buffer(camera_, buffer, kernel_.counter()), -ENOENT);
 }
 
 TEST_F(ReleaseDetection, OnlyTheLatestReleasesAreRemembered)
@@ -246,6 +247,85 @@ TEST_F(ReleaseDetection, ALeavingClientsBuffersHeldElsewhereBecomeOrphans)
     EXPECT_TRUE(books_.orphans().empty());
     EXPECT_EQ(books_.heap_usage(kHeap).bytes, 0u);
     EXPECT_FALSE(is_open(shared_fd));
+}
+
+TEST_F(ReleaseDetection, ABufferFreedWhileHeldElsewhereBecomesAnOrphanItsUidAndGroupStillPayFor)
+{
+    int held_fd = -1;
+    int dead_fd = -1;
+    const BufferId held = delivered_buffer(camera_, 8192, 2, &held_fd);
+    const BufferId dead = delivered_buffer(camera_, 4096, 1, &dead_fd);
+
+    ASSERT_EQ(books_.remove_buffer(camera_, held, kernel_.counter()), 0);
+    ASSERT_EQ(books_.remove_buffer(camera_, dead, kernel_.counter()), 0);
+    EXPECT_FALSE(books_.holds(camera_, held));
+    EXPECT_EQ(books_.client(camera_)->usage[kHeap].bytes, 0u);
+    ASSERT_EQ(books_.orphans().size(), 1u);
+    EXPECT_EQ(books_.orphans().at(held).pid, 100);
+    EXPECT_EQ(books_.orphans().at(held).references, 1);
+    EXPECT_EQ(books_.heap_usage(kHeap).bytes, 8192u);
+    EXPECT_EQ(books_.uid_usage(1000)->at(kHeap).bytes, 8192u);
+    EXPECT_EQ(books_.gid_usage(1000)->at(kHeap).bytes, 8192u);
+    EXPECT_TRUE(is_open(held_fd));
+    EXPECT_FALSE(is_open(dead_fd)) << "nobody else referenced it: gone at once";
+
+    kernel_.set(held_fd, 1);
+    EXPECT_EQ(release_all(), 1u);
+    EXPECT_TRUE(books_.orphans().empty());
+    EXPECT_EQ(books_.heap_usage(kHeap).bytes, 0u);
+    EXPECT_EQ(books_.uid_usage(1000)->at(kHeap).bytes, 0u);
+    EXPECT_EQ(books_.gid_usage(1000)->at(kHeap).bytes, 0u);
+    EXPECT_FALSE(is_open(held_fd));
+}
+
+TEST_F(ReleaseDetection, AFreedMemfdBufferLeavesTheBooksEvenIfHeldElsewhere)
+{
+    const BufferId buffer = books_.add_buffer(camera_, kHeap, 4096, kernel_.buffer(2), kMemfd);
+    const BufferId ids[] = {buffer};
+    books_.delivered(camera_, ids);
+
+    ASSERT_EQ(books_.remove_buffer(camera_, buffer, kernel_.counter()), 0);
+    EXPECT_TRUE(books_.orphans().empty());
+    EXPECT_EQ(books_.heap_usage(kHeap).bytes, 0u);
+    EXPECT_EQ(books_.uid_usage(1000)->at(kHeap).bytes, 0u);
+    EXPECT_EQ(kernel_.counted(), 0) << "memfd has no count to ask for";
+}
+
+TEST_F(ReleaseDetection, AnOrphanOfALeavingClientStaysChargedToItsUidAndEveryGroupUntilItDies)
+{
+    const ClientId viewer = books_.add_client({300, 2000, 2000, "viewer", {44}});
+    int fd = -1;
+    delivered_buffer(viewer, 4096, 2, &fd);
+    books_.remove_client(viewer, kernel_.counter());
+
+    ASSERT_EQ(books_.orphans().size(), 1u);
+    EXPECT_EQ(books_.uid_usage(2000)->at(kHeap).bytes, 4096u);
+    EXPECT_EQ(books_.gid_usage(2000)->at(kHeap).bytes, 4096u);
+    EXPECT_EQ(books_.gid_usage(44)->at(kHeap).bytes, 4096u);
+
+    kernel_.set(fd, 1);
+    EXPECT_EQ(release_all(), 1u);
+    EXPECT_EQ(books_.uid_usage(2000)->at(kHeap).bytes, 0u);
+    EXPECT_EQ(books_.gid_usage(2000)->at(kHeap).bytes, 0u);
+    EXPECT_EQ(books_.gid_usage(44)->at(kHeap).buffers, 0u);
+}
+
+TEST_F(ReleaseDetection, AnImportersLastFreeOrphansTheBufferOnItsOwnUid)
+{
+    const ClientId stranger = books_.add_client({300, 2000, 2000, "stranger"});
+    int fd = -1;
+    const BufferId buffer = delivered_buffer(camera_, 4096, 3, &fd);
+    ASSERT_EQ(books_.add_holder(stranger, buffer), 0);
+    const BufferId ids[] = {buffer};
+    books_.delivered(stranger, ids);
+
+    ASSERT_EQ(books_.remove_buffer(camera_, buffer, kernel_.counter()), 0);
+    ASSERT_EQ(books_.remove_buffer(stranger, buffer, kernel_.counter()), 0);
+    ASSERT_EQ(books_.orphans().size(), 1u);
+    EXPECT_EQ(books_.orphans().at(buffer).uid, 2000u);
+    EXPECT_EQ(books_.uid_usage(2000)->at(kHeap).bytes, 4096u);
+    EXPECT_EQ(books_.uid_usage(2000)->at(kHeap).imported_bytes, 0u) << "an orphan is nobody's import";
+    EXPECT_EQ(books_.uid_usage(1000)->at(kHeap).bytes, 0u);
 }
 
 TEST_F(ReleaseDetection, AnOrphansReferencesAreRecountedBeforeStats)

@@ -39,6 +39,12 @@ std::string dma_buf_fdinfo(long references)
                        references);
 }
 
+// What the kernel says of a buffer only the daemon still references.
+long nobody_else_holds(int)
+{
+    return 1;
+}
+
 class ServiceOnIon : public ::testing::Test
 {
 protected:
@@ -323,6 +329,77 @@ TEST_F(ServiceOnIon, AFreeThatRacedTheReleaseSucceeds)
     EXPECT_EQ(send(camera_, request).reply.status(), wire::NOT_FOUND);
 }
 
+TEST_F(ServiceOnIon, AFreedBufferHeldElsewhereStaysChargedToItsUidAsAnOrphan)
+{
+    const Response allocated = alloc(camera_, 1u << kSystemId);
+    const BufferId buffer = allocated.reply.alloc().buffers(0).id();
+    references_[allocated.fds[0]] = 2; // the client passed its fd on
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(buffer);
+    ASSERT_EQ(send(camera_, request).reply.status(), wire::OK);
+
+    EXPECT_FALSE(service_.books().holds(camera_.id, buffer));
+    EXPECT_EQ(service_.books().client(camera_.id)->usage[kSystemHeap].bytes, 0u);
+    ASSERT_EQ(service_.books().orphans().size(), 1u);
+    EXPECT_EQ(service_.books().orphans().at(buffer).pid, 100);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).bytes, 65536u);
+    EXPECT_EQ(service_.books().uid_usage(1000)->at(kSystemHeap).bytes, 65536u);
+    EXPECT_EQ(service_.books().gid_usage(1000)->at(kSystemHeap).bytes, 65536u);
+
+    references_[allocated.fds[0]] = 1;
+    EXPECT_EQ(service_.release_unreferenced(), 1u);
+    EXPECT_TRUE(service_.books().orphans().empty());
+    EXPECT_EQ(service_.books().uid_usage(1000)->at(kSystemHeap).bytes, 0u);
+    EXPECT_EQ(service_.books().gid_usage(1000)->at(kSystemHeap).bytes, 0u);
+}
+
+TEST_F(ServiceOnIon, PassingTheFdOnAndReconnectingDoesNotEscapeTheUidQuota)
+{
+    QuotaConfig quota;
+    quota.all_heaps.uid = {65536, std::nullopt, "quota.uid"};
+    service_.set_quota(quota);
+    const Response allocated = alloc(camera_, 1u << kSystemId);
+    ASSERT_EQ(allocated.reply.status(), wire::OK);
+    references_[allocated.fds[0]] = 2;
+    service_.disconnect(camera_.id);
+
+    ClientContext again = connect(101, "camera");
+    const Response refused = alloc(again, 1u << kSystemId);
+    EXPECT_EQ(refused.reply.status(), wire::QUOTA_EXCEEDED);
+    EXPECT_THAT(refused.reply.message(), HasSubstr("uid 1000 holds 65536 bytes in 1 buffers"));
+
+    references_[allocated.fds[0]] = 1;
+    EXPECT_EQ(service_.release_unreferenced(), 1u);
+    EXPECT_EQ(alloc(again, 1u << kSystemId).reply.status(), wire::OK) << "the orphan died: its room is back";
+}
+
+TEST_F(ServiceOnIon, ARefusalFirstRecountsTheProcesssBuffersSoAClosedOrphanGivesItsRoomBack)
+{
+    QuotaConfig quota;
+    quota.all_heaps.uid = {65536, std::nullopt, "quota.uid"};
+    service_.set_quota(quota);
+    const Response allocated = alloc(camera_, 1u << kSystemId);
+    references_[allocated.fds[0]] = 2; // freed while the client still has its fd
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(allocated.reply.alloc().buffers(0).id());
+    ASSERT_EQ(send(camera_, request).reply.status(), wire::OK);
+    EXPECT_EQ(alloc(camera_, 1u << kSystemId).reply.status(), wire::QUOTA_EXCEEDED);
+
+    references_[allocated.fds[0]] = 1; // and then closed it: no release round ran since
+    EXPECT_EQ(alloc(camera_, 1u << kSystemId).reply.status(), wire::OK);
+    EXPECT_TRUE(service_.books().orphans().empty());
+}
+
+TEST_F(ServiceOnIon, AFreedMemfdBufferLeavesTheBooksWhoeverHoldsIt)
+{
+    const Response allocated = alloc(camera_, 0, "memfd");
+    wire::Request request;
+    request.mutable_free()->add_buffer_ids(allocated.reply.alloc().buffers(0).id());
+    ASSERT_EQ(send(camera_, request).reply.status(), wire::OK);
+    EXPECT_TRUE(service_.books().orphans().empty()) << "memfd has no count to watch it by";
+    EXPECT_EQ(service_.books().heap_usage(kMemfdHeap).bytes, 0u);
+}
+
 TEST_F(ServiceOnIon, AnUnreadableFdinfoKeepsEveryBuffer)
 {
     alloc(camera_, 1u << kSystemId);
@@ -417,7 +494,7 @@ TEST_F(SharingOnIon, TheImporterKeepsTheBufferWhenItsSharerFreesIt)
 {
     const BufferId buffer = camera_buffer();
     ASSERT_EQ(import(display_, share(camera_, buffer).reply.share().token()).reply.status(), wire::OK);
-    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer), 0);
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer, nobody_else_holds), 0);
 
     EXPECT_TRUE(service_.books().holds(display_.id, buffer));
     EXPECT_EQ(usage_of(display_).bytes, 65536u);
@@ -453,7 +530,7 @@ TEST_F(SharingOnIon, ATokenDiesWithItsSharersHold)
 {
     const BufferId buffer = camera_buffer();
     const std::string token = share(camera_, buffer).reply.share().token();
-    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer), 0);
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer, nobody_else_holds), 0);
     const Response response = import(display_, token);
     EXPECT_EQ(response.reply.status(), wire::NOT_FOUND);
     EXPECT_THAT(response.reply.message(), HasSubstr("no longer held by the client that shared it"));
@@ -505,6 +582,22 @@ TEST_F(SharingOnIon, ARevokedTokenIsNotFound)
     EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
 }
 
+TEST_F(SharingOnIon, AnImportWhoseBufferDiesInTheRecountBeforeARefusalIsNotFound)
+{
+    QuotaConfig quota;
+    quota.all_heaps.client = {65536, std::nullopt, "quota.client"};
+    service_.set_quota(quota);
+    const BufferId buffer = camera_buffer(); // and camera closed its fd since
+    const std::string token = share(camera_, buffer).reply.share().token();
+    ClientContext sibling = connect(100, "camera"); // the same process
+    ASSERT_EQ(alloc(sibling, 1u << kSystemId).reply.status(), wire::OK);
+
+    // Over the limit at first; the recount then finds both buffers dead.
+    const Response response = import(sibling, token);
+    EXPECT_EQ(response.reply.status(), wire::NOT_FOUND) << response.reply.message();
+    EXPECT_TRUE(response.fds.empty());
+}
+
 TEST_F(SharingOnIon, ImportingABufferAlreadyHeldCountsItOnce)
 {
     const BufferId buffer = camera_buffer();
@@ -525,11 +618,27 @@ TEST_F(SharingOnIon, ImportingABufferAlreadyHeldCountsItOnce)
 TEST_F(SharingOnIon, AnImportWhoseReplyIsLostIsUndone)
 {
     const BufferId buffer = camera_buffer();
-    const Response lost = import(display_, share(camera_, buffer).reply.share().token(), false);
+    const std::string token = share(camera_, buffer).reply.share().token();
+    const Response lost = import(display_, token, false);
     ASSERT_EQ(lost.reply.status(), wire::OK);
     service_.undo_allocation(display_, lost);
     EXPECT_FALSE(service_.books().holds(display_.id, buffer));
     EXPECT_EQ(usage_of(camera_).shared_bytes, 0u);
+
+    const Response again = import(display_, token);
+    EXPECT_EQ(again.reply.status(), wire::OK) << "the undone import gave its single-use token back";
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND) << "and it is single use still";
+}
+
+TEST_F(SharingOnIon, AnUndoneImportGivesNoTokenBackOnceItsSharerLetGo)
+{
+    const BufferId buffer = camera_buffer();
+    const std::string token = share(camera_, buffer).reply.share().token();
+    const Response lost = import(display_, token, false);
+    ASSERT_EQ(lost.reply.status(), wire::OK);
+    ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer, nobody_else_holds), 0);
+    service_.undo_allocation(display_, lost);
+    EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
 }
 
 } // namespace

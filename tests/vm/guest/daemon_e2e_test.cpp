@@ -579,7 +579,7 @@ protected:
 TEST_F(IonDebugfsOfTheDaemonsClient, MatchesTheDaemonsIonHeapTotals)
 {
     // Two clients; client c holds (c + 1) * (n + 1) * 64 KiB, n = 0, 1, in
-    // every ion heap; on "free" it frees and closes its n = 0 buffers.
+    // every ion heap; on "free" it closes and frees its n = 0 buffers.
     std::vector<std::unique_ptr<ClientProcess>> clients;
     for (int c = 0; c < 2; ++c) {
         clients.push_back(std::make_unique<ClientProcess>(
@@ -605,11 +605,14 @@ TEST_F(IonDebugfsOfTheDaemonsClient, MatchesTheDaemonsIonHeapTotals)
                         return order.error;
                     if (order.text == "exit")
                         return {};
-                    for (const bufclient::Buffer &buffer : first) {
-                        if (auto freed = client->free(buffer); !freed)
-                            return error_text("free", freed.error());
-                    }
+                    // Closed first: a dma-buf freed while an fd of it is
+                    // open lives on as an orphan until that fd closes.
+                    std::vector<std::uint64_t> ids;
+                    for (const bufclient::Buffer &buffer : first)
+                        ids.push_back(buffer.id());
                     first.clear();
+                    if (auto freed = client->free(ids); !freed)
+                        return error_text("free", freed.error());
                     // A round trip: the daemon has seen the Frees.
                     if (auto listed = client->list_heaps(); !listed)
                         return error_text("list_heaps", listed.error());
