@@ -2,6 +2,7 @@
 // ionsvcd: the buffer-sharing daemon.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -165,7 +166,9 @@ int run(const Options &options)
     const auto config = load_config(options.config_path, !options.config_given);
     if (!config) {
         spdlog::critical("{}", config.error());
-        return EXIT_FAILURE;
+        // EX_CONFIG: a restart cannot help until someone fixes the file, so
+        // the unit may name it in RestartPreventExitStatus=.
+        return EX_CONFIG;
     }
 
     raise_fd_limit();

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Heap names, aliases and the config file, against the real daemon.
+#include <sysexits.h>
+
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -92,7 +94,7 @@ TEST(HeapRegistry, ABrokenConfigStopsTheDaemonWithTheFileAndLine)
     const std::string path = write_config(directory, "[aliases]\nsystem = [\"memfd\"]\n\n[quotas]\n");
     const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
                                               "--backend", "memfd", "--config", path});
-    EXPECT_NE(result.exit_code, 0);
+    EXPECT_EQ(result.exit_code, EX_CONFIG) << "78: systemd's RestartPreventExitStatus= can stop retrying";
     EXPECT_THAT(result.err, HasSubstr(path + ":4:2: unknown setting 'quotas'"));
 }
 
@@ -101,7 +103,7 @@ TEST(HeapRegistry, AConfigPathThatDoesNotExistStopsTheDaemon)
     TemporaryDirectory directory;
     const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
                                               "--backend", "memfd", "--config", directory.path() + "/none.conf"});
-    EXPECT_NE(result.exit_code, 0);
+    EXPECT_EQ(result.exit_code, EX_CONFIG);
     EXPECT_THAT(result.err, HasSubstr("none.conf: No such file or directory"));
 }
 
