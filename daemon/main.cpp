@@ -178,7 +178,7 @@ int run(const Options &options)
     const auto missing_level = options.backend == "auto" ? spdlog::level::info : spdlog::level::err;
     for (const std::string &why : opened.missing)
         spdlog::log(missing_level, "{}", why);
-    Allocator allocator(std::move(opened.backends), config->aliases);
+    Allocator allocator(std::move(opened.backends), config->aliases, std::move(opened.unserved));
     if (allocator.heap_count() == 0) {
         spdlog::critical("no heap to serve with --backend {}", options.backend);
         return EXIT_FAILURE;

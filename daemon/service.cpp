@@ -335,9 +335,10 @@ std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &reques
     }
     const auto heap = allocator_.find_heap(request.heap());
     if (!heap) {
+        const auto unserved = allocator_.why_not_served(request.heap());
         set_error(response, StatusCode::kNoSuchHeap,
-                  fmt::format("no heap named '{}'; this daemon serves: {}", request.heap(),
-                              allocator_.heap_names()));
+                  fmt::format("no heap named '{}'{}; this daemon serves: {}", request.heap(),
+                              unserved ? "; " + *unserved : "", allocator_.heap_names()));
         return {};
     }
     return {*heap};

@@ -52,18 +52,30 @@ TEST(HeapRegistry, HeapsListsEachHeapsAliases)
     EXPECT_THAT(ctl.out, HasSubstr("memfd    system       -  system"));
 }
 
-TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageNamesWhatExists)
+TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageSaysWhyAndNamesWhatExists)
 {
     DaemonProcess daemon; // --backend memfd
     auto client = daemon.connect();
-    for (const std::string heap : {"ion:ion_system_heap", "dma-heap:system", "udmabuf"}) {
+    const std::pair<std::string, std::string> heaps[] = {
+        {"ion:ion_system_heap", "ion"}, {"dma-heap:system", "dma-heap"}, {"udmabuf", "udmabuf"}};
+    for (const auto &[heap, backend] : heaps) {
         SCOPED_TRACE(heap);
         auto buffers = client.allocate({.heap = heap, .size = 4096});
         ASSERT_FALSE(buffers);
         EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
-        EXPECT_EQ(buffers.error().message,
-                  "no heap named '" + heap + "'; this daemon serves: memfd (aliases: system)");
+        EXPECT_EQ(buffers.error().message, "no heap named '" + heap + "'; backend " + backend +
+                                               " is not served: not chosen (--backend memfd); this "
+                                               "daemon serves: memfd (aliases: system)");
     }
+}
+
+TEST(HeapRegistry, AnUnknownHeapOfABackendThatIsServedNamesNoReason)
+{
+    DaemonProcess daemon; // --backend memfd
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.heap = "memfd2", .size = 4096});
+    ASSERT_FALSE(buffers);
+    EXPECT_EQ(buffers.error().message, "no heap named 'memfd2'; this daemon serves: memfd (aliases: system)");
 }
 
 TEST(HeapRegistry, AnIonMaskOnADaemonWithoutIonIsNoHeapAndSaysSo)
