@@ -256,6 +256,14 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             failure = BatchFailure{0, 0, candidate, std::move(*refusal), StatusCode::kPermissionDenied};
             continue;
         }
+        if (const auto limit = allocator_.heap(candidate).heap->size_limit(); limit && *size > limit->bytes) {
+            failure = BatchFailure{0, 0, candidate,
+                                   fmt::format("size {} exceeds the largest buffer heap '{}' can make, {} "
+                                               "bytes: {}",
+                                               *size, addition.heap_name, limit->bytes, limit->source),
+                                   StatusCode::kInvalidArgument};
+            continue;
+        }
         if (auto refusal = quota_refusal(quota_, books_, record, addition)) {
             failure = BatchFailure{0, 0, candidate, "quota exceeded: " + *refusal, StatusCode::kQuotaExceeded};
             continue;
