@@ -25,6 +25,7 @@
 
 #include "allocator.h"
 #include "config.h"
+#include "guard.h"
 #include "listener.h"
 #include "server.h"
 #include "service.h"
@@ -223,14 +224,16 @@ int run(const Options &options)
         sd_notify(0, "STOPPING=1");
         watchdog.stop();
         hangup.cancel();
-        server.stop();
+        // Stopping must not fail halfway: the loop ends once no work is left.
+        if (!run_guarded("shutting down", [&] { server.stop(); }))
+            io.stop();
     });
 
     std::function<void(const boost::system::error_code &, int)> on_hangup =
         [&](const boost::system::error_code &error, int) {
             if (error)
                 return;
-            reload_config(options, service, allocator);
+            run_guarded("reloading the config", [&] { reload_config(options, service, allocator); });
             hangup.async_wait(on_hangup);
         };
     hangup.async_wait(on_hangup);

@@ -40,6 +40,8 @@ private:
 
     void accept_next();
     void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
+    // Starts a session for a new connection.
+    void admit(SeqPacket::socket socket);
     void forget(Session *session);
     // Arms the release detection timer if there are buffers to watch.
     void schedule_release_check();
