@@ -325,7 +325,10 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
     if (stopped_ || error == boost::asio::error::operation_aborted)
         return;
     if (error) {
-        spdlog::warn("accept failed: {}; retrying in {} ms", error.message(), kAcceptRetryDelay.count());
+        // Said once, not every retry: out of fds, it fails until buffers go.
+        if (accept_failures_++ == 0)
+            spdlog::warn("accept failed: {}; retrying every {} ms until it works", error.message(),
+                         kAcceptRetryDelay.count());
         accept_retry_.expires_after(kAcceptRetryDelay);
         accept_retry_.async_wait([this](const boost::system::error_code &wait_error) {
             if (!wait_error && !stopped_)
@@ -334,6 +337,10 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
         return;
     }
 
+    if (accept_failures_ > 0) {
+        spdlog::info("accepting clients again after {} failed attempts", accept_failures_);
+        accept_failures_ = 0;
+    }
     accept_next();
     run_guarded("accepting a client", [&] { admit(std::move(socket)); });
 }

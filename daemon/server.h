@@ -55,6 +55,7 @@ private:
     boost::asio::steady_timer accept_retry_;
     boost::asio::steady_timer release_check_;
     bool release_check_armed_ = false;
+    std::size_t accept_failures_ = 0; // in a row, to log the first only
     std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
     std::vector<std::byte> receive_buffer_;
     bool stopped_ = false;
