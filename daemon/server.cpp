@@ -139,9 +139,10 @@ private:
     template<typename Step>
     void guarded(Step &&step)
     {
-        if (run_guarded(fmt::format("client {}", context_.id), std::forward<Step>(step)))
+        // Fixed texts: nothing to build on every wakeup. close() logs the id.
+        if (run_guarded("serving a client", std::forward<Step>(step)))
             return;
-        run_guarded(fmt::format("closing client {}", context_.id), [this] { close("internal error"); });
+        run_guarded("closing a client's session", [this] { close("internal error"); });
     }
 
     // Handles one request. An exception (bad_alloc, a bug's out_of_range)
