@@ -136,9 +136,9 @@ TEST_F(ServerTest, ARequestThatThrowsGetsInternalAndClosesOnlyItsOwnSession)
 TEST_F(ServerTest, ARequestThatRunsOutOfMemoryLeavesNoBufferOfItsBatchInTheBooks)
 {
     // The third buffer of the batch throws after two were made.
-    int made = 0;
-    ON_CALL(syscalls_, memfd_create(_, _)).WillByDefault([&made](const char *name, unsigned int flags) {
-        if (++made == 3)
+    auto made = std::make_shared<int>(0);
+    ON_CALL(syscalls_, memfd_create(_, _)).WillByDefault([made](const char *name, unsigned int flags) {
+        if (++*made == 3)
             throw std::bad_alloc();
         return real_syscalls().memfd_create(name, flags);
     });
@@ -156,12 +156,18 @@ TEST_F(ServerTest, ARequestThatRunsOutOfMemoryLeavesNoBufferOfItsBatchInTheBooks
 
 TEST_F(ServerTest, ReleaseDetectionThatThrowsLeavesTheLoopServing)
 {
-    std::promise<void> thrown;
-    bool once = false;
-    ON_CALL(syscalls_, read_fdinfo(_, _)).WillByDefault([&](int fd, std::span<char> text) {
-        if (!once) {
-            once = true;
-            thrown.set_value();
+    // Shared: the loop calls this again after the test body, at the
+    // disconnects of the fixture's teardown.
+    struct FirstCount
+    {
+        bool seen = false;
+        std::promise<void> thrown;
+    };
+    auto first = std::make_shared<FirstCount>();
+    ON_CALL(syscalls_, read_fdinfo(_, _)).WillByDefault([first](int fd, std::span<char> text) {
+        if (!first->seen) {
+            first->seen = true;
+            first->thrown.set_value();
             throw std::bad_alloc();
         }
         return real_syscalls().read_fdinfo(fd, text);
@@ -170,7 +176,7 @@ TEST_F(ServerTest, ReleaseDetectionThatThrowsLeavesTheLoopServing)
     auto held = client.allocate({.heap = "watched", .size = 4096});
     ASSERT_TRUE(held) << held.error().message;
     // The release detection timer counts the buffer's references next.
-    ASSERT_EQ(thrown.get_future().wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    ASSERT_EQ(first->thrown.get_future().wait_for(std::chrono::seconds(20)), std::future_status::ready);
 
     EXPECT_TRUE(client.allocate({.heap = "memfd", .size = 4096}));
     auto newcomer = connect();
