@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include <fmt/format.h>
+
 #include "dma_heap_backend.h"
 #include "ion_backend.h"
 #include "memfd_backend.h"
@@ -37,13 +39,36 @@ std::vector<HeapDescription> describe(const std::vector<HeapEntry> &heaps)
     return descriptions;
 }
 
+// The backend whose heaps are named like name ("ion:<heap>",
+// "dma-heap:<node>", "udmabuf", "memfd"); empty for an alias or a typo.
+std::string_view backend_of(std::string_view heap_name)
+{
+    if (heap_name.starts_with("ion:"))
+        return "ion";
+    if (heap_name.starts_with("dma-heap:"))
+        return "dma-heap";
+    if (heap_name == "udmabuf" || heap_name == "memfd")
+        return heap_name;
+    return {};
+}
+
 } // namespace
 
 Allocator::Allocator(std::vector<std::unique_ptr<Backend>> backends,
-                     const std::vector<AliasRule> &aliases)
-    : backends_(std::move(backends)), heaps_(heap_table(backends_)),
+                     const std::vector<AliasRule> &aliases, std::vector<UnservedBackend> unserved)
+    : backends_(std::move(backends)), unserved_(std::move(unserved)), heaps_(heap_table(backends_)),
       registry_(describe(heaps_), aliases)
 {
+}
+
+std::optional<std::string> Allocator::why_not_served(std::string_view heap_name) const
+{
+    const std::string_view backend = backend_of(heap_name);
+    for (const UnservedBackend &unserved : unserved_) {
+        if (!backend.empty() && unserved.name == backend)
+            return "backend " + unserved.name + " is not served: " + unserved.reason;
+    }
+    return std::nullopt;
 }
 
 Expected<HeapIndex, int> Allocator::find_heap(std::string_view name) const
@@ -92,13 +117,18 @@ OpenedBackends open_backends(std::string_view choice, Syscalls &syscalls)
 
     OpenedBackends opened;
     for (const Source &source : kSources) {
-        if (choice != "auto" && choice != source.name)
+        if (choice != "auto" && choice != source.name) {
+            opened.unserved.push_back(
+                {std::string(source.name), fmt::format("not chosen (--backend {})", choice)});
             continue;
+        }
         auto backend = source.open(syscalls);
-        if (backend)
+        if (backend) {
             opened.backends.push_back(std::move(*backend));
-        else
+        } else {
             opened.missing.push_back(std::string(source.name) + ": " + backend.error());
+            opened.unserved.push_back({std::string(source.name), std::move(backend).error()});
+        }
     }
     return opened;
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,14 @@
 
 namespace ionsvc {
 
+// A backend the daemon did not open, and why: what failed, or that
+// --backend left it out.
+struct UnservedBackend
+{
+    std::string name;
+    std::string reason;
+};
+
 struct HeapEntry
 {
     Heap *heap;
@@ -27,8 +36,10 @@ class Allocator
 {
 public:
     // aliases: where names like "system" lead (see HeapRegistry).
+    // unserved: the backends not opened, for messages about their heaps.
     explicit Allocator(std::vector<std::unique_ptr<Backend>> backends,
-                       const std::vector<AliasRule> &aliases = default_alias_rules());
+                       const std::vector<AliasRule> &aliases = default_alias_rules(),
+                       std::vector<UnservedBackend> unserved = {});
 
     std::size_t heap_count() const { return heaps_.size(); }
     const HeapEntry &heap(HeapIndex index) const { return heaps_.at(index); }
@@ -44,9 +55,13 @@ public:
     // Names of every heap and alias, for error messages.
     std::string heap_names() const;
     const HeapRegistry &registry() const { return registry_; }
+    // "backend dma-heap is not served: ..." if name is a heap of a backend
+    // that was not opened: why such a name is unknown here.
+    std::optional<std::string> why_not_served(std::string_view heap_name) const;
 
 private:
     std::vector<std::unique_ptr<Backend>> backends_;
+    std::vector<UnservedBackend> unserved_;
     std::vector<HeapEntry> heaps_;
     HeapRegistry registry_;
 };
@@ -61,11 +76,13 @@ inline constexpr std::string_view kBackendChoices[] = {"auto", "ion", "dma-heap"
 // has, in the order of kBackendChoices). Returns them with a line per
 // backend that was left out, and why, e.g. "ion: /dev/ion: No such file or
 // directory (...)". A backend named alone that cannot open is missing too,
-// and nothing is opened in its place.
+// and nothing is opened in its place. unserved has every backend not
+// opened, the ones --backend left out too, with the reason.
 struct OpenedBackends
 {
     std::vector<std::unique_ptr<Backend>> backends;
     std::vector<std::string> missing;
+    std::vector<UnservedBackend> unserved;
 };
 OpenedBackends open_backends(std::string_view choice, Syscalls &syscalls);
 

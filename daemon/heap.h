@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +27,16 @@ public:
     // Its buffers are dma-bufs, whose references the kernel counts: the
     // daemon can tell when nobody but itself holds one (see Books).
     virtual bool exports_dma_buf() const = 0;
+
+    // The largest buffer the kernel lets this heap make, where it sets one,
+    // and what sets it: the Service refuses a larger request up front,
+    // naming the limit, instead of passing on the kernel's bare EINVAL.
+    struct SizeLimit
+    {
+        std::uint64_t bytes = 0;
+        std::string source;
+    };
+    virtual std::optional<SizeLimit> size_limit() const { return std::nullopt; }
 
     // Allocates one buffer of size bytes (a whole number of pages) and
     // returns the fd that owns it, or -errno.

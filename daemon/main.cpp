@@ -2,6 +2,7 @@
 // ionsvcd: the buffer-sharing daemon.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "allocator.h"
 #include "config.h"
+#include "guard.h"
 #include "listener.h"
 #include "server.h"
 #include "service.h"
@@ -165,7 +167,9 @@ int run(const Options &options)
     const auto config = load_config(options.config_path, !options.config_given);
     if (!config) {
         spdlog::critical("{}", config.error());
-        return EXIT_FAILURE;
+        // EX_CONFIG: a restart cannot help until someone fixes the file, so
+        // the unit may name it in RestartPreventExitStatus=.
+        return EX_CONFIG;
     }
 
     raise_fd_limit();
@@ -175,7 +179,7 @@ int run(const Options &options)
     const auto missing_level = options.backend == "auto" ? spdlog::level::info : spdlog::level::err;
     for (const std::string &why : opened.missing)
         spdlog::log(missing_level, "{}", why);
-    Allocator allocator(std::move(opened.backends), config->aliases);
+    Allocator allocator(std::move(opened.backends), config->aliases, std::move(opened.unserved));
     if (allocator.heap_count() == 0) {
         spdlog::critical("no heap to serve with --backend {}", options.backend);
         return EXIT_FAILURE;
@@ -220,14 +224,16 @@ int run(const Options &options)
         sd_notify(0, "STOPPING=1");
         watchdog.stop();
         hangup.cancel();
-        server.stop();
+        // Stopping must not fail halfway: the loop ends once no work is left.
+        if (!run_guarded("shutting down", [&] { server.stop(); }))
+            io.stop();
     });
 
     std::function<void(const boost::system::error_code &, int)> on_hangup =
         [&](const boost::system::error_code &error, int) {
             if (error)
                 return;
-            reload_config(options, service, allocator);
+            run_guarded("reloading the config", [&] { reload_config(options, service, allocator); });
             hangup.async_wait(on_hangup);
         };
     hangup.async_wait(on_hangup);

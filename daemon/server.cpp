@@ -15,6 +15,8 @@
 #include <ionsvc/fd_passing.h>
 #include <ionsvc/protocol.h>
 
+#include "guard.h"
+
 namespace ionsvc {
 
 namespace {
@@ -129,7 +131,35 @@ private:
             return;
         }
 
-        serve_packets();
+        guarded([this] { serve_packets(); });
+    }
+
+    // Runs a step of this session's work; if it throws, this session ends
+    // and the event loop goes on serving the others.
+    template<typename Step>
+    void guarded(Step &&step)
+    {
+        // Fixed texts: nothing to build on every wakeup. close() logs the id.
+        if (run_guarded("serving a client", std::forward<Step>(step)))
+            return;
+        run_guarded("closing a client's session", [this] { close("internal error"); });
+    }
+
+    // Handles one request. An exception (bad_alloc, a bug's out_of_range)
+    // fails this request with INTERNAL and then ends the session, whose
+    // state it may have left half done; nobody else notices.
+    Disposition handle(std::span<const std::byte> packet)
+    {
+        try {
+            return server_.service_.handle_packet(context_, packet, pending_);
+        } catch (const std::exception &error) {
+            spdlog::error("client {}: handling a request failed: {}", context_.id, error.what());
+            close_reason_ = fmt::format("internal error: {}", error.what());
+        }
+        // Buffers it put in the books leave them again with the session.
+        pending_.clear();
+        set_error(pending_, StatusCode::kInternal, close_reason_);
+        return Disposition::kClose;
     }
 
     // Reads on until the socket is empty, the reply must wait for room, or
@@ -175,9 +205,7 @@ private:
             close("client hung up");
             return false;
         } else {
-            disposition = server_.service_.handle_packet(
-                context_, std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(status)),
-                pending_);
+            disposition = handle(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(status)));
             server_.schedule_release_check();
         }
 
@@ -185,7 +213,7 @@ private:
             pending_.clear();
             return true;
         }
-        if (disposition == Disposition::kClose)
+        if (disposition == Disposition::kClose && close_reason_.empty())
             close_reason_ = "protocol violation: " + pending_.reply.message();
         if (!pending_.reply.SerializeToString(&outgoing_)) {
             close("could not serialize a reply");
@@ -202,8 +230,10 @@ private:
             close(fmt::format("wait failed: {}", error.message()));
             return;
         }
-        if (send_pending())
-            serve_packets();
+        guarded([this] {
+            if (send_pending())
+                serve_packets();
+        });
     }
 
     // Sends the pending reply. Returns true once it is out; false if the
@@ -296,7 +326,10 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
     if (stopped_ || error == boost::asio::error::operation_aborted)
         return;
     if (error) {
-        spdlog::warn("accept failed: {}; retrying in {} ms", error.message(), kAcceptRetryDelay.count());
+        // Said once, not every retry: out of fds, it fails until buffers go.
+        if (accept_failures_++ == 0)
+            spdlog::warn("accept failed: {}; retrying every {} ms until it works", error.message(),
+                         kAcceptRetryDelay.count());
         accept_retry_.expires_after(kAcceptRetryDelay);
         accept_retry_.async_wait([this](const boost::system::error_code &wait_error) {
             if (!wait_error && !stopped_)
@@ -305,8 +338,16 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
         return;
     }
 
+    if (accept_failures_ > 0) {
+        spdlog::info("accepting clients again after {} failed attempts", accept_failures_);
+        accept_failures_ = 0;
+    }
     accept_next();
+    run_guarded("accepting a client", [&] { admit(std::move(socket)); });
+}
 
+void Server::admit(SeqPacket::socket socket)
+{
     auto identity = peer_identity(socket.native_handle());
     if (!identity) {
         spdlog::warn("dropping a connection: SO_PEERCRED failed: {}", std::strerror(-identity.error()));
@@ -318,8 +359,14 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
     const ClientId id = service_.connect(*identity);
     spdlog::info("client {} connected: pid {} uid {} gid {} comm '{}'", id, identity->pid,
                  identity->uid, identity->gid, identity->comm);
-    auto session = std::make_shared<Session>(*this, std::move(socket), id);
-    sessions_.emplace(session.get(), session);
+    std::shared_ptr<Session> session;
+    try {
+        session = std::make_shared<Session>(*this, std::move(socket), id);
+        sessions_.emplace(session.get(), session);
+    } catch (...) {
+        service_.disconnect(id); // no session will ever do it
+        throw;
+    }
     session->start();
 }
 
@@ -335,8 +382,10 @@ void Server::schedule_release_check()
         release_check_armed_ = false;
         if (error || stopped_)
             return;
-        if (const std::size_t released = service_.release_unreferenced())
-            SPDLOG_DEBUG("release detection: {} buffers nobody holds any more left the books", released);
+        run_guarded("release detection", [this] {
+            if (const std::size_t released = service_.release_unreferenced())
+                SPDLOG_DEBUG("release detection: {} buffers nobody holds any more left the books", released);
+        });
         schedule_release_check();
     });
 }

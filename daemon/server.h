@@ -40,6 +40,8 @@ private:
 
     void accept_next();
     void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
+    // Starts a session for a new connection.
+    void admit(SeqPacket::socket socket);
     void forget(Session *session);
     // Arms the release detection timer if there are buffers to watch.
     void schedule_release_check();
@@ -53,6 +55,7 @@ private:
     boost::asio::steady_timer accept_retry_;
     boost::asio::steady_timer release_check_;
     bool release_check_armed_ = false;
+    std::size_t accept_failures_ = 0; // in a row, to log the first only
     std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
     std::vector<std::byte> receive_buffer_;
     bool stopped_ = false;

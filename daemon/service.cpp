@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -140,7 +142,7 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
     }
 
     switch (request.body_case()) {
-    case wire::Request::kListHeaps: list_heaps(response); break;
+    case wire::Request::kListHeaps: list_heaps(client, response); break;
     case wire::Request::kAlloc: allocate(client, request.alloc(), response); break;
     case wire::Request::kFree: free_buffers(client, request.free(), response); break;
     case wire::Request::kStats: stats(client, request.stats(), response); break;
@@ -176,8 +178,11 @@ void Service::hello(ClientContext &client, const wire::HelloRequest &request, Re
     books_.set_client_name(client.id, request.client_name().substr(0, kMaxNameLength));
 }
 
-void Service::list_heaps(Response &response)
+void Service::list_heaps(ClientContext &client, Response &response)
 {
+    // The totals are every client's (they name none), but only the
+    // requester's own buffers are counted afresh: see stats().
+    release_unreferenced_in_scope(std::nullopt, visible_uid(client));
     wire::ListHeapsReply &reply = *response.reply.mutable_list_heaps();
     for (HeapIndex i = 0; i < allocator_.heap_count(); ++i) {
         const HeapEntry &entry = allocator_.heap(i);
@@ -254,6 +259,14 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         const Addition addition{candidate, allocator_.heap(candidate).heap->name(), *size, count};
         if (auto refusal = access_refusal(access_, record.identity, addition.heap_name)) {
             failure = BatchFailure{0, 0, candidate, std::move(*refusal), StatusCode::kPermissionDenied};
+            continue;
+        }
+        if (const auto limit = allocator_.heap(candidate).heap->size_limit(); limit && *size > limit->bytes) {
+            failure = BatchFailure{0, 0, candidate,
+                                   fmt::format("size {} exceeds the largest buffer heap '{}' can make, {} "
+                                               "bytes: {}",
+                                               *size, addition.heap_name, limit->bytes, limit->source),
+                                   StatusCode::kInvalidArgument};
             continue;
         }
         if (auto refusal = quota_refusal_now(record, addition)) {
@@ -346,9 +359,10 @@ std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &reques
     }
     const auto heap = allocator_.find_heap(request.heap());
     if (!heap) {
+        const auto unserved = allocator_.why_not_served(request.heap());
         set_error(response, StatusCode::kNoSuchHeap,
-                  fmt::format("no heap named '{}'; this daemon serves: {}", request.heap(),
-                              allocator_.heap_names()));
+                  fmt::format("no heap named '{}'{}; this daemon serves: {}", request.heap(),
+                              unserved ? "; " + *unserved : "", allocator_.heap_names()));
         return {};
     }
     return {*heap};
@@ -385,13 +399,10 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
     std::optional<pid_t> pid;
     if (request.has_pid())
         pid = static_cast<pid_t>(request.pid());
-    // Who is not an admin sees the clients of its own uid only.
-    std::optional<uid_t> uid;
-    if (const ClientRecord *record = books_.client(requester.id); !sees_every_client(access_, record->identity))
-        uid = record->identity.uid;
+    const std::optional<uid_t> uid = visible_uid(requester);
     // What the kernel knows now, not at the last tick: a client that closed
     // a buffer a moment ago no longer holds it.
-    books_.release_unreferenced_now(pid, reference_counter_);
+    release_unreferenced_in_scope(pid, uid);
 
     wire::StatsReply &reply = *response.reply.mutable_stats();
     const std::size_t heap_count = allocator_.heap_count();
@@ -453,6 +464,52 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
         entry.set_map_count(-1);
         entry.set_refcount(static_cast<std::int32_t>(std::min<long>(orphan.references, INT32_MAX)));
     }
+}
+
+std::optional<uid_t> Service::visible_uid(const ClientContext &requester) const
+{
+    // Who is not an admin sees the clients of its own uid only.
+    const ClientRecord &record = *books_.client(requester.id);
+    if (sees_every_client(access_, record.identity))
+        return std::nullopt;
+    return record.identity.uid;
+}
+
+void Service::release_unreferenced_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid)
+{
+    const auto in_scope = [&](pid_t p, uid_t u) { return (!pid || p == *pid) && (!uid || u == *uid); };
+    // Each count reads /proc/self/fdinfo: only the buffers the requester
+    // may see are worth it, and only so many of them per request.
+    std::unordered_set<int> to_count;
+    for (const auto &[id, record] : books_.clients()) {
+        if (!in_scope(record.identity.pid, record.identity.uid))
+            continue;
+        for (const auto &[buffer, handle] : record.handles)
+            to_count.insert(books_.buffer(buffer)->fd.get());
+    }
+    // Out of scope or over budget, an orphan keeps the count last seen.
+    std::unordered_map<int, long> orphans_known;
+    for (const auto &[id, orphan] : books_.orphans()) {
+        const int fd = books_.buffer(id)->fd.get();
+        if (in_scope(orphan.pid, orphan.uid))
+            to_count.insert(fd);
+        orphans_known.emplace(fd, orphan.references);
+    }
+
+    std::size_t budget = limits_.fresh_count_budget;
+    const ReferenceCounter counter = [&](int fd) -> long {
+        if (budget > 0 && to_count.contains(fd)) {
+            --budget;
+            return count_references(fd);
+        }
+        if (const auto it = orphans_known.find(fd); it != orphans_known.end())
+            return it->second < 0 ? -EAGAIN : it->second + 1; // the daemon's own too
+        return 2; // held, as far as anyone knows: left as it is
+    };
+    books_.release_unreferenced_now(pid, counter);
+    if (budget == 0)
+        SPDLOG_DEBUG("fresh count: stopped at {} buffers; release detection counts the rest in turn",
+                     limits_.fresh_count_budget);
 }
 
 std::vector<Usage> Service::totals_in_scope(

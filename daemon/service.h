@@ -29,6 +29,9 @@ struct ServiceLimits
     // Buffers whose references one release check counts (each costs a read
     // of /proc/self/fdinfo, a few microseconds).
     std::size_t release_check_budget = 256;
+    // Buffers whose references one stats or heaps request counts afresh,
+    // at most: any client may ask, as often as it likes.
+    std::size_t fresh_count_budget = 1024;
 };
 
 // What the daemon knows of one connection beyond the books.
@@ -111,7 +114,7 @@ public:
 
 private:
     void hello(ClientContext &client, const wire::HelloRequest &request, Response &response);
-    void list_heaps(Response &response);
+    void list_heaps(ClientContext &client, Response &response);
     void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
     void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
     void stats(ClientContext &client, const wire::StatsRequest &request, Response &response);
@@ -139,6 +142,13 @@ private:
     long count_references(int fd);
     // Why adding to client's holdings would pass a quota, if it would.
     std::optional<std::string> quota_refusal_now(const ClientRecord &client, const Addition &addition);
+    // The uid whose clients the requester may see; none: it sees all.
+    std::optional<uid_t> visible_uid(const ClientContext &requester) const;
+    // Before a stats or heaps reply: counts afresh the references of the
+    // buffers that the clients of pid and uid (any, if none) hold and of
+    // their orphans, at most limits_.fresh_count_budget of them, and drops
+    // those nobody holds. Others keep what release detection last saw.
+    void release_unreferenced_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid);
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,

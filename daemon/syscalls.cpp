@@ -99,6 +99,20 @@ public:
         return static_cast<std::size_t>(length);
     }
 
+    Expected<std::string, int> read_text(const char *path) override
+    {
+        const UniqueFD file{::open(path, O_RDONLY | O_CLOEXEC)};
+        if (!file)
+            return Unexpected{-errno};
+        // Module parameters are a line; a page is plenty.
+        std::string text(4096, '\0');
+        const ssize_t length = ::read(file.get(), text.data(), text.size());
+        if (length < 0)
+            return Unexpected{-errno};
+        text.resize(static_cast<std::size_t>(length));
+        return text;
+    }
+
     int get_random(std::span<std::byte> bytes) override
     {
         std::size_t filled = 0;

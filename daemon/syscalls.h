@@ -39,6 +39,10 @@ public:
     // How the daemon learns how many references a dma-buf has.
     virtual Expected<std::size_t, int> read_fdinfo(int fd, std::span<char> text) = 0;
 
+    // The text of a small file, such as a module parameter under
+    // /sys/module, or -errno.
+    virtual Expected<std::string, int> read_text(const char *path) = 0;
+
     // Fills bytes from the kernel's random pool (getrandom): 0 or -errno.
     virtual int get_random(std::span<std::byte> bytes) = 0;
 };

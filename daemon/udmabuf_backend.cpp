@@ -3,6 +3,12 @@
 
 #include <linux/udmabuf.h>
 
+#include <charconv>
+#include <cstdint>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include "dma_buf.h"
 #include "memfd_backend.h"
 
@@ -10,18 +16,43 @@ namespace ionsvc {
 
 namespace {
 
+// The module refuses buffers larger than this many MiB (64 by default)
+// with a bare EINVAL.
+constexpr const char *kSizeLimitParameter = "/sys/module/udmabuf/parameters/size_limit_mb";
+
+// The module's limit, read once: it is set at load time. None if it cannot
+// be read (then the kernel's EINVAL is all a client hears).
+std::optional<Heap::SizeLimit> read_size_limit(Syscalls &syscalls)
+{
+    const auto text = syscalls.read_text(kSizeLimitParameter);
+    if (!text) {
+        spdlog::info("udmabuf: no size limit known: {}", describe_error(kSizeLimitParameter, text.error()));
+        return std::nullopt;
+    }
+    std::uint64_t megabytes = 0;
+    const char *end = text->data() + text->size();
+    const auto [rest, error] = std::from_chars(text->data(), end, megabytes);
+    if (error != std::errc{} || (rest != end && *rest != '\n') || megabytes > (UINT64_MAX >> 20)) {
+        spdlog::warn("udmabuf: no size limit known: {} holds '{}', not a number of MiB", kSizeLimitParameter,
+                     *text);
+        return std::nullopt;
+    }
+    return Heap::SizeLimit{megabytes << 20, fmt::format("the udmabuf module's size_limit_mb is {}", megabytes)};
+}
+
 class UdmabufHeap final : public Heap
 {
 public:
     UdmabufHeap(Syscalls &syscalls, UniqueFD device)
         : syscalls_(syscalls), memfds_(make_memfd_backend(syscalls)), device_(std::move(device)),
-          namer_(syscalls, "udmabuf")
+          namer_(syscalls, "udmabuf"), size_limit_(read_size_limit(syscalls))
     {
     }
 
     std::string_view name() const override { return "udmabuf"; }
     std::string_view type() const override { return "system"; }
     bool exports_dma_buf() const override { return true; }
+    std::optional<SizeLimit> size_limit() const override { return size_limit_; }
 
     // flags are not asked for: the pages are shmem's, mapped cached.
     Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t /*flags*/,
@@ -53,6 +84,7 @@ private:
     std::unique_ptr<Backend> memfds_;
     UniqueFD device_;
     DmaBufNamer namer_;
+    std::optional<SizeLimit> size_limit_;
 };
 
 class UdmabufBackend final : public Backend

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Heap names, aliases and the config file, against the real daemon.
+#include <sysexits.h>
+
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -50,18 +52,30 @@ TEST(HeapRegistry, HeapsListsEachHeapsAliases)
     EXPECT_THAT(ctl.out, HasSubstr("memfd    system       -  system"));
 }
 
-TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageNamesWhatExists)
+TEST(HeapRegistry, AHeapOfABackendNotConfiguredIsNoHeapAndTheMessageSaysWhyAndNamesWhatExists)
 {
     DaemonProcess daemon; // --backend memfd
     auto client = daemon.connect();
-    for (const std::string heap : {"ion:ion_system_heap", "dma-heap:system", "udmabuf"}) {
+    const std::pair<std::string, std::string> heaps[] = {
+        {"ion:ion_system_heap", "ion"}, {"dma-heap:system", "dma-heap"}, {"udmabuf", "udmabuf"}};
+    for (const auto &[heap, backend] : heaps) {
         SCOPED_TRACE(heap);
         auto buffers = client.allocate({.heap = heap, .size = 4096});
         ASSERT_FALSE(buffers);
         EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
-        EXPECT_EQ(buffers.error().message,
-                  "no heap named '" + heap + "'; this daemon serves: memfd (aliases: system)");
+        EXPECT_EQ(buffers.error().message, "no heap named '" + heap + "'; backend " + backend +
+                                               " is not served: not chosen (--backend memfd); this "
+                                               "daemon serves: memfd (aliases: system)");
     }
+}
+
+TEST(HeapRegistry, AnUnknownHeapOfABackendThatIsServedNamesNoReason)
+{
+    DaemonProcess daemon; // --backend memfd
+    auto client = daemon.connect();
+    auto buffers = client.allocate({.heap = "memfd2", .size = 4096});
+    ASSERT_FALSE(buffers);
+    EXPECT_EQ(buffers.error().message, "no heap named 'memfd2'; this daemon serves: memfd (aliases: system)");
 }
 
 TEST(HeapRegistry, AnIonMaskOnADaemonWithoutIonIsNoHeapAndSaysSo)
@@ -92,7 +106,7 @@ TEST(HeapRegistry, ABrokenConfigStopsTheDaemonWithTheFileAndLine)
     const std::string path = write_config(directory, "[aliases]\nsystem = [\"memfd\"]\n\n[quotas]\n");
     const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
                                               "--backend", "memfd", "--config", path});
-    EXPECT_NE(result.exit_code, 0);
+    EXPECT_EQ(result.exit_code, EX_CONFIG) << "78: systemd's RestartPreventExitStatus= can stop retrying";
     EXPECT_THAT(result.err, HasSubstr(path + ":4:2: unknown setting 'quotas'"));
 }
 
@@ -101,7 +115,7 @@ TEST(HeapRegistry, AConfigPathThatDoesNotExistStopsTheDaemon)
     TemporaryDirectory directory;
     const CommandResult result = run_command({ionsvcd_path(), "--socket", directory.path() + "/s.sock",
                                               "--backend", "memfd", "--config", directory.path() + "/none.conf"});
-    EXPECT_NE(result.exit_code, 0);
+    EXPECT_EQ(result.exit_code, EX_CONFIG);
     EXPECT_THAT(result.err, HasSubstr("none.conf: No such file or directory"));
 }
 

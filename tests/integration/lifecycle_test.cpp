@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Starting, stopping and losing the daemon.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,6 +33,84 @@ UniqueFD bound_socket(const std::string &path, bool listening)
         EXPECT_EQ(::listen(socket.get(), 16), 0);
     }
     return socket;
+}
+
+std::size_t occurrences(const std::string &text, const std::string &needle)
+{
+    std::size_t count = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+        ++count;
+    return count;
+}
+
+TEST(Lifecycle, ADaemonOutOfFdsSaysResourceExhaustedAndServesEveryoneAgainOnceBuffersAreFreed)
+{
+    TemporaryDirectory directory;
+    const std::string path = directory.path() + "/ionsvc.sock";
+    const std::string log_path = directory.path() + "/ionsvcd.log";
+    // The daemon raises its soft limit to the hard one: both go low.
+    const pid_t pid = start_daemon({ionsvcd_path(), "--socket", path, "--backend", "memfd", "--log-level", "debug"},
+                                   log_path, directory.path() + "/notify", [] {
+                                       const rlimit limit{64, 64};
+                                       ::setrlimit(RLIMIT_NOFILE, &limit);
+                                   });
+    ASSERT_GT(pid, 0);
+    const auto daemon_log = [&] {
+        std::ifstream file(log_path);
+        return std::string(std::istreambuf_iterator<char>(file), {});
+    };
+    auto holder = bufclient::Client::connect({.socket_path = path});
+    ASSERT_TRUE(holder) << holder.error().message;
+    // A Free while fds are there: UBSan's first check of a type needs a
+    // pipe, and out of fds it reports a false error and stops the daemon.
+    auto first = holder->allocate({.size = 4096});
+    ASSERT_TRUE(first && holder->free(first->front()));
+
+    std::vector<bufclient::Buffer> held;
+    bufclient::Error exhausted{};
+    for (int i = 0; i < 1000; ++i) {
+        auto buffers = holder->allocate({.size = 4096});
+        if (!buffers) {
+            exhausted = buffers.error();
+            break;
+        }
+        held.push_back(std::move(buffers->front()));
+    }
+    EXPECT_EQ(exhausted.code, StatusCode::kResourceExhausted) << exhausted.message;
+    EXPECT_THAT(exhausted.message, HasSubstr("Too many open files"));
+    EXPECT_GT(held.size(), 30u);
+
+    // A client that connects now waits in the backlog: the daemon has no
+    // fd to accept it with, and retries.
+    ChildProcess waiting([&] {
+        auto client = bufclient::Client::connect({.socket_path = path});
+        return client && client->allocate({.size = 4096}) ? 0 : 1;
+    });
+    EXPECT_TRUE(eventually([&] { return daemon_log().find("accept failed") != std::string::npos; }))
+        << daemon_log();
+
+    std::vector<std::uint64_t> ids;
+    for (const auto &buffer : held)
+        ids.push_back(buffer.id());
+    ASSERT_TRUE(holder->free(ids));
+    held.clear();
+
+    EXPECT_EQ(waiting.wait(), 0) << "the waiting client was accepted and served:\n" << daemon_log();
+    auto newcomer = bufclient::Client::connect({.socket_path = path});
+    ASSERT_TRUE(newcomer) << newcomer.error().message;
+    EXPECT_TRUE(newcomer->allocate({.size = 4096}));
+    EXPECT_TRUE(holder->allocate({.size = 4096}));
+
+    // The retries do not flood the log (nor spin): one line when accepting
+    // stops working, one when it works again.
+    const std::string log = daemon_log();
+    EXPECT_EQ(occurrences(log, "accept failed"), 1u) << log;
+    EXPECT_THAT(log, HasSubstr("accepting clients again"));
+
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << daemon_log();
 }
 
 TEST(Lifecycle, SigtermShutsDownCleanlyAndRemovesTheSocket)

@@ -37,6 +37,9 @@ public:
         ON_CALL(*this, read_fdinfo(_, _)).WillByDefault([](int fd, std::span<char> text) {
             return real_syscalls().read_fdinfo(fd, text);
         });
+        ON_CALL(*this, read_text(_)).WillByDefault([](const char *path) {
+            return real_syscalls().read_text(path);
+        });
         ON_CALL(*this, get_random(_)).WillByDefault([](std::span<std::byte> bytes) {
             return real_syscalls().get_random(bytes);
         });
@@ -51,6 +54,7 @@ public:
     MOCK_METHOD((Expected<std::vector<std::string>, int>), list_char_devices, (const char *directory),
                 (override));
     MOCK_METHOD((Expected<std::size_t, int>), read_fdinfo, (int fd, std::span<char> text), (override));
+    MOCK_METHOD((Expected<std::string, int>), read_text, (const char *path), (override));
     MOCK_METHOD(int, get_random, (std::span<std::byte> bytes), (override));
 };
 

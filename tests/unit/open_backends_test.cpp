@@ -130,6 +130,26 @@ TEST_F(OpenBackends, ABackendNamedAloneThatCannotOpenIsMissingAndNothingStandsIn
     }
 }
 
+TEST_F(OpenBackends, TheAllocatorSaysWhyAHeapOfAMissingBackendIsNotServed)
+{
+    without_devices();
+    OpenedBackends opened = open_backends("auto", syscalls_);
+    const Allocator allocator(std::move(opened.backends), default_alias_rules(), std::move(opened.unserved));
+    EXPECT_EQ(allocator.why_not_served("ion:ion_system_heap"),
+              "backend ion is not served: /dev/ion: No such file or directory (module ion_simple not loaded?)");
+    EXPECT_EQ(allocator.why_not_served("udmabuf"), "backend udmabuf is not served: /dev/udmabuf: Permission denied");
+    EXPECT_EQ(allocator.why_not_served("memfd"), std::nullopt) << "memfd is served";
+    EXPECT_EQ(allocator.why_not_served("system"), std::nullopt) << "an alias belongs to no backend";
+}
+
+TEST_F(OpenBackends, ABackendLeftOutByTheChoiceIsNotServedBecauseItWasNotChosen)
+{
+    OpenedBackends opened = open_backends("memfd", syscalls_);
+    const Allocator allocator(std::move(opened.backends), default_alias_rules(), std::move(opened.unserved));
+    EXPECT_EQ(allocator.why_not_served("dma-heap:system"),
+              "backend dma-heap is not served: not chosen (--backend memfd)");
+}
+
 TEST_F(OpenBackends, MemfdAloneTouchesNoDevice)
 {
     EXPECT_CALL(syscalls_, open(_, _)).Times(0);

@@ -48,9 +48,8 @@ long nobody_else_holds(int)
 class ServiceOnIon : public ::testing::Test
 {
 protected:
-    ServiceOnIon()
-        : allocator_(open_backends()),
-          service_(allocator_, ServiceLimits{.max_buffer_size = 1 << 24}, syscalls_)
+    explicit ServiceOnIon(ServiceLimits limits = {.max_buffer_size = 1 << 24})
+        : allocator_(open_backends()), service_(allocator_, limits, syscalls_)
     {
         EXPECT_CALL(syscalls_, ioctl(device_, ION_IOC_ALLOC, _))
             .WillRepeatedly([this](int, unsigned long, void *arg) {
@@ -62,6 +61,7 @@ protected:
                 return 0;
             });
         ON_CALL(syscalls_, read_fdinfo(_, _)).WillByDefault([this](int fd, std::span<char> text) {
+            ++fdinfo_reads_[fd];
             if (fdinfo_error_)
                 return Expected<std::size_t, int>{Unexpected{fdinfo_error_}};
             const auto it = references_.find(fd);
@@ -159,6 +159,7 @@ protected:
     int failure_ = -ENOMEM; // what the heaps in failing_mask_ answer
     std::map<int, long> references_;
     int fdinfo_error_ = 0;
+    std::map<int, int> fdinfo_reads_; // per fd
     Allocator allocator_;
     Service service_;
     ClientContext camera_;
@@ -287,6 +288,69 @@ TEST_F(ServiceOnIon, StatsOfOnePidCountOnlyItsClientsBuffers)
     EXPECT_EQ(reply.clients_size(), 1);
     EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u) << "the display's is checked later";
     EXPECT_EQ(service_.release_unreferenced(), 1u);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+}
+
+TEST_F(ServiceOnIon, StatsOfAClientThatIsNoAdminCountOnlyTheBuffersOfItsOwnUid)
+{
+    ClientContext stranger = connect(300, "stranger", 2000);
+    const int strangers = alloc(stranger, 1u << kSystemId).fds[0];
+    const int cameras = alloc(camera_, 1u << kSystemId).fds[0];
+    // Both closed their fds; the display (uid 1000) asks.
+    stats(display_);
+    EXPECT_EQ(fdinfo_reads_[strangers], 0) << "uid 2000's buffers are none of uid 1000's business";
+    EXPECT_EQ(fdinfo_reads_[cameras], 1);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u);
+
+    ClientContext root = connect(1, "ionsvc-ctl", 0);
+    stats(root);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u) << "root sees, and counts, every buffer";
+}
+
+TEST_F(ServiceOnIon, AnOrphanOutOfScopeKeepsTheCountLastSeen)
+{
+    ClientContext stranger = connect(300, "stranger", 2000);
+    const int fd = alloc(stranger, 1u << kSystemId).fds[0];
+    references_[fd] = 3;
+    service_.disconnect(stranger.id);
+    references_[fd] = 5;
+
+    stats(display_);
+    ASSERT_EQ(service_.books().orphans().size(), 1u);
+    EXPECT_EQ(service_.books().orphans().begin()->second.references, 2) << "as at the disconnect";
+
+    ClientContext root = connect(1, "ionsvc-ctl", 0);
+    ASSERT_EQ(stats(root).heaps(kSystemHeap).orphaned_size(), 1);
+    EXPECT_EQ(service_.books().orphans().begin()->second.references, 4) << "counted afresh for root";
+}
+
+TEST_F(ServiceOnIon, HeapsCountTheRequestersOwnBuffersAfresh)
+{
+    alloc(camera_, 1u << kSystemId); // and closed at once
+    wire::Request request;
+    request.mutable_list_heaps();
+    const Response response = send(display_, request);
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.reply.list_heaps().heaps(kSystemHeap).live_buffers(), 0u);
+}
+
+class ServiceOnIonWithASmallBudget : public ServiceOnIon
+{
+protected:
+    ServiceOnIonWithASmallBudget() : ServiceOnIon({.max_buffer_size = 1 << 24, .fresh_count_budget = 2}) {}
+};
+
+TEST_F(ServiceOnIonWithASmallBudget, AStatsRequestCountsNoMoreBuffersThanTheBudget)
+{
+    for (int i = 0; i < 3; ++i)
+        alloc(camera_, 1u << kSystemId); // and closed at once
+    stats(display_);
+    int reads = 0;
+    for (const auto &[fd, count] : fdinfo_reads_)
+        reads += count;
+    EXPECT_EQ(reads, 2);
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 1u);
+    stats(display_);
     EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
 }
 

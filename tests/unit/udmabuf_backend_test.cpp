@@ -8,11 +8,15 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <optional>
 
 #include <gtest/gtest.h>
 
+#include <ionsvc/protocol.h>
+
 #include "fake_devices.h"
 #include "fd_count.h"
+#include "service.h"
 #include "udmabuf_backend.h"
 
 namespace ionsvc {
@@ -145,6 +149,92 @@ TEST_F(UdmabufBackend, HandsOutTheBufferNamedAndClosesTheMemfd)
     EXPECT_EQ(fd->get(), made);
     EXPECT_EQ(test_support::open_fd_count(), before + 1);
     testing::expect_one_name(names_, made, "camera:1234");
+}
+
+TEST_F(UdmabufBackend, KnowsTheModulesSizeLimitFromItsParameter)
+{
+    EXPECT_CALL(syscalls_, read_text(StrEq("/sys/module/udmabuf/parameters/size_limit_mb")))
+        .WillOnce(Return(Expected<std::string, int>{"64\n"}));
+    const auto limit = open_heap().size_limit();
+    ASSERT_TRUE(limit);
+    EXPECT_EQ(limit->bytes, 64u << 20);
+    EXPECT_EQ(limit->source, "the udmabuf module's size_limit_mb is 64");
+}
+
+TEST_F(UdmabufBackend, KnowsNoSizeLimitWhenTheParameterCannotBeRead)
+{
+    EXPECT_CALL(syscalls_, read_text(_)).WillOnce(Return(Unexpected{-ENOENT}));
+    EXPECT_FALSE(open_heap().size_limit());
+}
+
+TEST_F(UdmabufBackend, KnowsNoSizeLimitWhenTheParameterIsNoNumber)
+{
+    EXPECT_CALL(syscalls_, read_text(_)).WillOnce(Return(Expected<std::string, int>{"lots\n"}));
+    EXPECT_FALSE(open_heap().size_limit());
+}
+
+// Through the protocol border: the limit becomes a refusal that names it,
+// before the kernel is asked.
+class UdmabufService : public UdmabufBackend
+{
+protected:
+    Response allocate(std::uint64_t size)
+    {
+        wire::Request request;
+        request.mutable_alloc()->set_size(size);
+        request.mutable_alloc()->set_count(1);
+        request.mutable_alloc()->set_heap("udmabuf");
+        return send(request);
+    }
+
+    Response send(const wire::Request &request)
+    {
+        const std::string packet = request.SerializeAsString();
+        Response response;
+        service_->handle_packet(client_, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                                response);
+        return response;
+    }
+
+    void start_with_size_limit_mb(const std::string &text)
+    {
+        EXPECT_CALL(syscalls_, read_text(StrEq("/sys/module/udmabuf/parameters/size_limit_mb")))
+            .WillOnce(Return(Expected<std::string, int>{text}));
+        open_heap();
+        std::vector<std::unique_ptr<Backend>> backends;
+        backends.push_back(std::move(backend_));
+        allocator_.emplace(std::move(backends));
+        service_.emplace(*allocator_, ServiceLimits{.max_buffer_size = 1ull << 30}, syscalls_);
+        client_.id = service_->connect({1234, 1000, 1000, "camera"});
+        wire::Request hello;
+        hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+        ASSERT_EQ(send(hello).reply.status(), wire::OK);
+    }
+
+    std::optional<Allocator> allocator_;
+    std::optional<Service> service_;
+    ClientContext client_;
+};
+
+TEST_F(UdmabufService, ABufferLargerThanTheModulesLimitIsRefusedNamingTheLimit)
+{
+    start_with_size_limit_mb("64\n");
+    EXPECT_CALL(syscalls_, ioctl(device_, UDMABUF_CREATE, _)).Times(0);
+    const Response response = allocate((64u << 20) + 1);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_EQ(response.reply.message(),
+              "size 67112960 exceeds the largest buffer heap 'udmabuf' can make, 67108864 bytes: the udmabuf "
+              "module's size_limit_mb is 64");
+    EXPECT_TRUE(response.fds.empty());
+}
+
+TEST_F(UdmabufService, ABufferOfExactlyTheModulesLimitIsMade)
+{
+    start_with_size_limit_mb("1\n");
+    create_buffers();
+    const Response response = allocate(1u << 20);
+    EXPECT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_EQ(response.fds.size(), 1u);
 }
 
 class UdmabufCreateFailure : public UdmabufBackend, public ::testing::WithParamInterface<int>
