@@ -440,6 +440,19 @@ TEST_F(Service, AQuotaStopsAnAllocationAndReloadAppliesANewLimitWithoutDroppingT
     EXPECT_TRUE(alice.finished());
 }
 
+TEST_F(Service, ABrokenConfigStopsTheDaemonForGoodAndTheJournalSaysWhere)
+{
+    ASSERT_TRUE(write_file(installed().config, "[quota]\nclient = { bytes = \"lots\" }\n"));
+    const harness::CommandResult started = systemctl({"start", kService});
+    EXPECT_NE(started.exit_code, 0) << "ionsvc.service started on a broken config";
+    EXPECT_TRUE(service_is("failed"));
+    EXPECT_EQ(unit_property(kService, "ExecMainStatus"), "78");
+    // Starting again would not mend the file: RestartPreventExitStatus=78.
+    EXPECT_EQ(unit_property(kService, "NRestarts"), "0");
+    EXPECT_GE(journal_lines_with(installed().config + ":2:"), 1u)
+        << "the journal does not name the broken line";
+}
+
 TEST_F(Service, ADaemonKilledBySignalIsRestartedAndItsClientsKeepTheirBuffers)
 {
     ClientProcess alice(
