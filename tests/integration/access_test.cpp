@@ -34,8 +34,7 @@ class Access : public ::testing::Test
 protected:
     void start(const std::string &config)
     {
-        if (::geteuid() != 0)
-            GTEST_SKIP() << "needs root, to run clients as other users";
+        IONSVC_NEED_ROOT("to run clients as other users");
         write_config(config);
         daemon_.emplace(std::vector<std::string>{"--config", config_directory_.path() + "/ionsvc.conf"});
         ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);

@@ -196,8 +196,7 @@ TEST_F(Quota, ImportsNeedNotCount)
 
 TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
 {
-    if (::geteuid() != 0)
-        GTEST_SKIP() << "needs root, to run a client as another user";
+    IONSVC_NEED_ROOT("to run a client as another user");
     start("[quota.uids]\n65534 = { bytes = \"128K\" }\n");
     open_to_everyone();
     ChildProcess nobody([&] {
@@ -217,8 +216,7 @@ TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
 
 TEST_F(Quota, AGroupLimitSpansItsMembersByPrimaryAndSupplementaryGroup)
 {
-    if (::geteuid() != 0)
-        GTEST_SKIP() << "needs root, to run clients as other users";
+    IONSVC_NEED_ROOT("to run clients as other users");
     start("[quota.groups]\n4242 = { bytes = \"128K\" }\n");
     open_to_everyone();
 

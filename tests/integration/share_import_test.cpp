@@ -57,8 +57,7 @@ class ShareImport : public ::testing::Test
 protected:
     void SetUp() override
     {
-        if (::geteuid() != 0)
-            GTEST_SKIP() << "needs root, to run clients as other users";
+        IONSVC_NEED_ROOT("to run clients as other users");
         open_to_everyone(daemon_);
         auto buffers = owner_.allocate({.size = kSize, .name = "shared-frame"});
         ASSERT_TRUE(buffers) << buffers.error().message;

@@ -278,6 +278,12 @@ std::string share_demo_path()
     return IONSVC_SHARE_DEMO_PATH;
 }
 
+bool root_is_required()
+{
+    const char *required = std::getenv("IONSVC_REQUIRE_ROOT");
+    return required != nullptr && std::string_view{required} == "1";
+}
+
 bool eventually(const std::function<bool()> &condition)
 {
     const auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <functional>
@@ -101,8 +102,25 @@ std::string ionsvcd_path();
 std::string ionsvc_ctl_path();
 std::string share_demo_path();
 
+// Whether a test that needs root must fail rather than skip when it is not
+// root: IONSVC_REQUIRE_ROOT=1 (scripts/test.sh sets it under CI, so that a
+// CI run without root cannot pass those tests by skipping them).
+bool root_is_required();
+
 // Polls condition (each poll costing one round trip or syscall, never a
 // sleep) until it holds or a generous deadline passes.
 bool eventually(const std::function<bool()> &condition);
 
 } // namespace ionsvc::testing
+
+// In a test or fixture: skips it (or fails it, see root_is_required) unless
+// it runs as root; why says what for.
+#define IONSVC_NEED_ROOT(why)                                                                     \
+    do {                                                                                          \
+        if (::geteuid() != 0) {                                                                   \
+            if (::ionsvc::testing::root_is_required())                                            \
+                GTEST_FAIL() << "IONSVC_REQUIRE_ROOT is set, but this test is not root (" why ")"; \
+            else                                                                                  \
+                GTEST_SKIP() << "needs root, " why;                                               \
+        }                                                                                         \
+    } while (false)
