@@ -17,6 +17,7 @@
 
 #include "buffer.pb.h"
 #include "harness.h"
+#include "raw_connection.h"
 
 namespace ionsvc::testing {
 namespace {
@@ -24,61 +25,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr std::uint64_t kMaxBufferSize = 1 << 20;
-
-// A connection that speaks the wire protocol by hand, to say what
-// libbufclient never would.
-class RawConnection
-{
-public:
-    explicit RawConnection(const std::string &path)
-    {
-        socket_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-        EXPECT_EQ(::connect(socket_.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)), 0);
-    }
-
-    ssize_t send_bytes(const std::string &bytes, std::span<const int> fds = {})
-    {
-        return send_packet(socket_.get(), {reinterpret_cast<const std::byte *>(bytes.data()), bytes.size()},
-                           fds);
-    }
-    ssize_t send(const wire::Request &request) { return send_bytes(request.SerializeAsString()); }
-
-    wire::Reply receive()
-    {
-        std::vector<std::byte> buffer(1 << 20);
-        auto received = receive_packet(socket_.get(), buffer, kMaxFdsPerMessage);
-        wire::Reply reply;
-        EXPECT_GT(received.status, 0) << "no reply";
-        if (received.status > 0) {
-            EXPECT_TRUE(reply.ParseFromArray(buffer.data(), static_cast<int>(received.status)));
-        }
-        return reply;
-    }
-
-    wire::Reply hello(std::uint32_t version = kProtocolVersion)
-    {
-        wire::Request request;
-        request.mutable_hello()->set_protocol_version(version);
-        send(request);
-        return receive();
-    }
-
-    // True once the daemon has hung up on us.
-    bool hung_up()
-    {
-        std::byte byte[1];
-        return receive_packet(socket_.get(), byte, 0).status == 0;
-    }
-
-    void close() { socket_.reset(); }
-    int fd() const { return socket_.get(); }
-
-private:
-    UniqueFD socket_;
-};
 
 class BadInput : public ::testing::Test
 {

@@ -4,7 +4,11 @@
 // daemon (it reads its own fdinfo before every stats reply); a memfd, of
 // which the kernel tells nothing, stays until Free or disconnect; and a
 // dma-buf whose client left while another process holds it is an orphan.
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <optional>
 #include <string>
@@ -13,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "daemon_e2e.h"
+#include "raw_connection.h"
 
 namespace ionsvc::vmtest {
 namespace {
@@ -108,6 +113,62 @@ TEST_F(DaemonReleaseDetection, ForgetsADmaBufWhoseLastFdClosedWithoutFreeButNotA
 
     EXPECT_EQ(client.channel().send("exit"), "");
     EXPECT_TRUE(client.finished());
+}
+
+TEST_F(DaemonReleaseDetection, NeverDropsADmaBufWhoseReplyIsStillOnItsWay)
+{
+    // While the daemon cannot send a reply (its client reads nothing), the
+    // buffers in it are referenced by the daemon alone: the kernel's count
+    // says nobody holds them. A stats reply counts afresh, and must not
+    // take them for released.
+    const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
+    ASSERT_FALSE(heaps.empty());
+    const std::string &heap = heaps.front().name;
+    // Room for every reply's fd in this process.
+    rlimit files{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
+    const rlimit saved = files;
+    files.rlim_cur = std::min<rlim_t>(files.rlim_max, 65536);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &files), 0);
+
+    std::size_t sent = 0;
+    std::vector<UniqueFD> held;
+    {
+        harness::RawConnection raw(socket_path());
+        ASSERT_EQ(raw.hello().status(), wire::OK);
+        ASSERT_EQ(::fcntl(raw.fd(), F_SETFL, O_NONBLOCK), 0);
+        wire::Request request;
+        request.mutable_alloc()->set_heap(heap);
+        request.mutable_alloc()->set_size(4 * KiB);
+        request.mutable_alloc()->set_count(1);
+        const std::string packet = request.SerializeAsString();
+        // Until the daemon stops reading: it does once a reply to this
+        // connection cannot go out, and keeps that reply until it can.
+        while (sent < 100000 && raw.send_bytes(packet) > 0)
+            ++sent;
+        ASSERT_LT(sent, 100000u) << "the daemon kept reading from a client that reads nothing";
+
+        // Counts every buffer's references afresh, the stalled one's too.
+        const json stalled = stats_json();
+        ASSERT_TRUE(stalled.is_object());
+
+        ASSERT_EQ(::fcntl(raw.fd(), F_SETFL, 0), 0);
+        for (std::size_t i = 0; i < sent; ++i) {
+            std::vector<UniqueFD> fds;
+            const wire::Reply reply = raw.receive(fds);
+            ASSERT_EQ(reply.status(), wire::OK) << "reply " << i << ": " << reply.message();
+            ASSERT_EQ(fds.size(), 1u) << "reply " << i;
+            ASSERT_EQ(dma_buf_size(fds.front().get()), static_cast<off_t>(4 * KiB)) << "reply " << i;
+            held.push_back(std::move(fds.front()));
+        }
+        // Every buffer this process holds is in the books, the one whose
+        // reply waited included.
+        const json delivered = stats_json();
+        EXPECT_EQ(pid_buffers_in(delivered, ::getpid(), heap), sent) << pid_entry_text(delivered, ::getpid());
+        EXPECT_EQ(pid_bytes_in(delivered, ::getpid(), heap), sent * 4 * KiB);
+    }
+    held.clear();
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 TEST_F(DaemonReleaseDetection, KeepsAMemfdClosedWithoutFreeUntilItIsFreedOrItsClientLeaves)
