@@ -158,9 +158,8 @@ protected:
         stop_units();
         const auto totals = heap_totals();
         for (std::size_t heap = 0; heap < totals.size(); ++heap) {
-            if (totals[heap]) {
-                EXPECT_EQ(*totals[heap], 0u) << "ion heap " << heap << " still holds memory";
-            }
+            ASSERT_TRUE(totals[heap]) << "debugfs does not show ion heap " << heap;
+            EXPECT_EQ(*totals[heap], 0u) << "ion heap " << heap << " still holds memory";
         }
     }
 
