@@ -377,18 +377,25 @@ std::uint64_t scale_fds_needed(const FleetOptions &options)
     return options.scale_clients * (options.scale_buffers + 1) + 256;
 }
 
+std::optional<std::string> scale_cannot_run(const FleetOptions &options)
+{
+    if (!options.daemon_pid)
+        return std::nullopt;
+    const auto limit = open_files_limit(*options.daemon_pid);
+    if (!limit || *limit >= scale_fds_needed(options))
+        return std::nullopt;
+    return "the daemon's fd limit is " + std::to_string(*limit) + "; " +
+           std::to_string(options.scale_clients) + " clients x " +
+           std::to_string(options.scale_buffers) + " buffers need about " +
+           std::to_string(scale_fds_needed(options)) +
+           ". Raise the hard limit before the run (needs CAP_SYS_RESOURCE) or lower "
+           "--scale-clients / --scale-buffers";
+}
+
 std::vector<Row> run_scale(const FleetOptions &options)
 {
-    if (options.daemon_pid) {
-        const auto limit = open_files_limit(*options.daemon_pid);
-        if (limit && *limit < scale_fds_needed(options))
-            throw BenchError("scale: the daemon's fd limit is " + std::to_string(*limit) + "; " +
-                             std::to_string(options.scale_clients) + " clients x " +
-                             std::to_string(options.scale_buffers) + " buffers need about " +
-                             std::to_string(scale_fds_needed(options)) +
-                             ": run the bench as root, raise the hard limit (ulimit -Hn), or "
-                             "lower --scale-clients");
-    }
+    if (const auto problem = scale_cannot_run(options))
+        throw BenchError("scale: " + *problem);
     auto client = connect_client(options.socket_path, "ionsvc-bench-scale");
     if (!client)
         throw BenchError("scale: connect failed");

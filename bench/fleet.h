@@ -45,6 +45,10 @@ std::vector<Row> run_concurrency(const FleetOptions &options);
 // The daemon's fds the scale case needs: a buffer's and a client's one each.
 std::uint64_t scale_fds_needed(const FleetOptions &options);
 
+// Why the daemon cannot hold the scale case's buffers (its fd limit), if
+// it cannot.
+std::optional<std::string> scale_cannot_run(const FleetOptions &options);
+
 std::vector<Row> run_scale(const FleetOptions &options);
 
 } // namespace ionsvc_bench

@@ -466,8 +466,7 @@ int run(Options options)
         // soft limit to the hard one; the bench holds a control socket per
         // client process.
         if (const auto problem = raise_fd_limits(scale_fds_needed(options.fleet)))
-            std::fprintf(stderr, "ionsvc-bench: warning: %s: the scale case will fail\n",
-                         problem->c_str());
+            std::fprintf(stderr, "ionsvc-bench: warning: %s\n", problem->c_str());
     }
     options.fleet.all_cpus = allowed_cpus();
     const Placement placement = plan_placement(options.pinning);
@@ -511,9 +510,15 @@ int run(Options options)
         auto fleet_rows = run_concurrency(options.fleet);
         rows.insert(rows.end(), fleet_rows.begin(), fleet_rows.end());
     }
+    // A scale case the daemon cannot hold is reported and fails the run,
+    // after the other cases' results are printed.
+    std::optional<std::string> scale_problem;
     if (run_scale_case) {
-        auto fleet_rows = run_scale(options.fleet);
-        rows.insert(rows.end(), fleet_rows.begin(), fleet_rows.end());
+        scale_problem = scale_cannot_run(options.fleet);
+        if (!scale_problem) {
+            auto fleet_rows = run_scale(options.fleet);
+            rows.insert(rows.end(), fleet_rows.begin(), fleet_rows.end());
+        }
     }
 
     if (daemon)
@@ -523,6 +528,10 @@ int run(Options options)
         print_json(rows);
     else
         print_table(rows, options);
+    if (scale_problem) {
+        std::fprintf(stderr, "ionsvc-bench: the scale case did not run: %s\n", scale_problem->c_str());
+        return EXIT_FAILURE;
+    }
     return EXIT_SUCCESS;
 }
 

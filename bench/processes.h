@@ -487,7 +487,7 @@ inline std::optional<pid_t> listener_pid(const std::string &socket_path)
 
 // Makes this process's fd limits (soft and hard) at least wanted, so that a
 // daemon started from it may raise its own that far. Raising the hard limit
-// takes root (CAP_SYS_RESOURCE). Returns why it could not, else nothing.
+// takes CAP_SYS_RESOURCE. Returns why it could not, else nothing.
 inline std::optional<std::string> raise_fd_limits(std::uint64_t wanted)
 {
     rlimit limit{};
@@ -504,7 +504,9 @@ inline std::optional<std::string> raise_fd_limits(std::uint64_t wanted)
     ::setrlimit(RLIMIT_NOFILE, &raised);
     return "cannot raise the fd limit to " + std::to_string(wanted) + " (hard limit " +
            std::to_string(limit.rlim_max) + "): " + errno_text(error) +
-           "; run the bench as root or raise the hard limit (ulimit -Hn) first";
+           (error == EPERM ? " (raising the hard limit needs CAP_SYS_RESOURCE, which this "
+                             "process lacks; a container may drop it even for root)"
+                           : "");
 }
 
 } // namespace ionsvc_bench
