@@ -535,12 +535,7 @@ int run(Options options)
     return EXIT_SUCCESS;
 }
 
-} // namespace
-} // namespace ionsvc_bench
-
-using namespace ionsvc_bench;
-
-int main(int argc, char **argv)
+int parse_and_run(int argc, char **argv)
 {
     Options options;
     CLI::App app{"ionsvc-bench: latency of one buffer through ionsvcd against the physical floor"};
@@ -621,4 +616,12 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "ionsvc-bench: %s\n", error.what());
         return EXIT_FAILURE;
     }
+}
+
+} // namespace
+} // namespace ionsvc_bench
+
+int main(int argc, char **argv)
+{
+    return ionsvc_bench::parse_and_run(argc, argv);
 }
