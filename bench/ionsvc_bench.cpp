@@ -15,422 +15,37 @@
 //            costs at the least;
 //   raw      memfd_create() + ftruncate() + F_ADD_SEALS + close() in-process;
 // and, once, a bare round trip over the same socketpair with no fd and no
-// allocation (rtt), to split the floor into its parts.
+// allocation (rtt), to split the floor into its parts; and, at 4 KiB,
+//   batch    one Alloc of 16 buffers and one Free of all 16, against
+//   singles  16 Allocs of one buffer and 16 Frees of one.
+// fleet.h has the cases with many client processes (concurrency, scale).
 //
 // The cases take turns in rounds so that drift on a shared machine (a VM's
 // neighbours, frequency changes) lands on all of them alike, and the bench,
 // the peer and the daemon are pinned (see Pinning). docs/PERFORMANCE.md has
 // the results and what they mean.
-#include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <cerrno>
-#include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <functional>
 #include <optional>
-#include <span>
-#include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <bufclient/bufclient.h>
-#include <ionsvc/fd_passing.h>
-#include <ionsvc/unique_fd.h>
 #include <nlohmann/json.hpp>
 
+#include "fleet.h"
+#include "processes.h"
+#include "summary.h"
+
+namespace ionsvc_bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using ionsvc::UniqueFD;
-
-// Any failure ends the run with a non-zero exit: a benchmark that skips
-// errors reports numbers for work it did not do.
-class BenchError : public std::runtime_error
-{
-public:
-    using std::runtime_error::runtime_error;
-};
-
-// Set by SIGINT/SIGTERM: the run stops at the next iteration and unwinds,
-// so that the daemon is stopped and the temporary directory removed.
-volatile sig_atomic_t interrupted = 0;
-
-void on_interrupt(int)
-{
-    interrupted = 1;
-}
-
-std::string errno_text(int error)
-{
-    return std::strerror(error);
-}
-
-std::string size_label(std::uint64_t bytes)
-{
-    if (bytes % (1024 * 1024) == 0)
-        return std::to_string(bytes / (1024 * 1024)) + "MiB";
-    if (bytes % 1024 == 0)
-        return std::to_string(bytes / 1024) + "KiB";
-    return std::to_string(bytes) + "B";
-}
-
-// ------------------------------------------------------------- allocation
-
-// The name the daemon gives the bench's unnamed buffers ("<comm>:<pid>"),
-// used by the floor and raw cases too so that all create alike.
-std::string &buffer_name()
-{
-    static std::string name = "ionsvc-bench:" + std::to_string(::getpid());
-    return name;
-}
-
-// The memfd backend's allocation, step for step (daemon/memfd_backend.cpp).
-UniqueFD allocate_memfd(std::uint64_t size)
-{
-    UniqueFD fd{::memfd_create(buffer_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)};
-    if (!fd)
-        return fd;
-    if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0 ||
-        ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        const int error = errno; // the caller reports it; close() must not change it
-        fd.reset();
-        errno = error;
-    }
-    return fd;
-}
-
-std::uint64_t page_align(std::uint64_t size)
-{
-    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-    return (size + page - 1) / page * page;
-}
-
-// ---------------------------------------------------------------- pinning
-
-// Where the bench, the floor's peer and the bench's own daemon run. Left to
-// the scheduler, a client and its server land on one CPU in some runs and
-// on two in others, and a cross-CPU wakeup on a VM (an IPI to an idle vCPU)
-// costs tens of microseconds: p50s then jump between two modes from run to
-// run, for the daemon and the floor independently, and the ratio means
-// nothing. Pinning fixes the topology and makes it the same for both.
-enum class Pinning {
-    kNone,  // the scheduler decides
-    kSame,  // everything on one CPU: each round trip is two context switches
-    kSplit, // the bench on one CPU, the peer and the daemon on another
-};
-
-struct Placement
-{
-    std::optional<int> client_cpu;
-    std::optional<int> server_cpu;
-};
-
-Placement plan_placement(Pinning pinning)
-{
-    if (pinning == Pinning::kNone)
-        return {};
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    if (::sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
-        throw BenchError("sched_getaffinity failed: " + errno_text(errno));
-    std::vector<int> cpus;
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-        if (CPU_ISSET(cpu, &allowed))
-            cpus.push_back(cpu);
-    }
-    if (cpus.empty())
-        throw BenchError("no CPU to run on");
-    if (pinning == Pinning::kSame)
-        return {cpus[0], cpus[0]};
-    if (cpus.size() < 2)
-        throw BenchError("--pin split needs two CPUs; this process may use one");
-    return {cpus[0], cpus[1]};
-}
-
-// Pins the calling process; returns -errno, for children that cannot throw.
-int pin_to(std::optional<int> cpu)
-{
-    if (!cpu)
-        return 0;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(*cpu, &set);
-    return ::sched_setaffinity(0, sizeof(set), &set) < 0 ? -errno : 0;
-}
-
-// ------------------------------------------------------------ floor peer
-
-// The floor's wire format: fixed-size packets, no parsing worth the name.
-struct FloorRequest
-{
-    std::uint64_t size = 0; // 0: a bare round trip, no buffer
-};
-
-struct FloorReply
-{
-    std::int32_t error = 0; // errno of a failed allocation, else 0
-    std::uint32_t reserved = 0;
-    std::uint64_t size = 0;
-};
-
-// The peer's whole life: answer requests until the bench hangs up. It runs
-// in a forked child, so it leaves with _exit() and never returns.
-[[noreturn]] void run_floor_peer(UniqueFD socket)
-{
-    std::array<std::byte, sizeof(FloorRequest)> packet{};
-    for (;;) {
-        auto received = ionsvc::receive_packet(socket.get(), packet, 0);
-        if (received.status == 0)
-            ::_exit(EXIT_SUCCESS); // the bench closed its end
-        if (received.status != static_cast<ssize_t>(sizeof(FloorRequest)))
-            ::_exit(EXIT_FAILURE);
-        FloorRequest request;
-        std::memcpy(&request, packet.data(), sizeof(request));
-
-        FloorReply reply;
-        reply.size = request.size;
-        UniqueFD buffer;
-        if (request.size != 0) {
-            buffer = allocate_memfd(request.size);
-            if (!buffer)
-                reply.error = errno;
-        }
-        const int fd = buffer.get();
-        const std::span<const int> fds = buffer ? std::span<const int>(&fd, 1) : std::span<const int>();
-        if (ionsvc::send_packet(socket.get(), std::as_bytes(std::span(&reply, 1)), fds) < 0)
-            ::_exit(EXIT_FAILURE);
-        // The peer's own copy goes now, as the daemon's does at Free: the
-        // client's fd is then the buffer's last reference.
-    }
-}
-
-// The bench's end of the floor: a socketpair and the peer process behind it.
-class FloorPeer
-{
-public:
-    explicit FloorPeer(std::optional<int> cpu)
-    {
-        int ends[2];
-        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) < 0)
-            throw BenchError("socketpair failed: " + errno_text(errno));
-        UniqueFD mine{ends[0]};
-        UniqueFD theirs{ends[1]};
-
-        pid_ = ::fork();
-        if (pid_ < 0)
-            throw BenchError("fork failed: " + errno_text(errno));
-        if (pid_ == 0) {
-            mine.reset();
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (pin_to(cpu) < 0)
-                ::_exit(EXIT_FAILURE);
-            run_floor_peer(std::move(theirs));
-        }
-        socket_ = std::move(mine);
-    }
-
-    FloorPeer(const FloorPeer &) = delete;
-    FloorPeer &operator=(const FloorPeer &) = delete;
-
-    ~FloorPeer()
-    {
-        // Hanging up is the peer's signal to leave.
-        socket_.reset();
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-    }
-
-    // One request/reply round trip; returns the fd that came back (invalid
-    // for size 0).
-    UniqueFD transact(std::uint64_t size)
-    {
-        const FloorRequest request{size};
-        if (ionsvc::send_packet(socket_.get(), std::as_bytes(std::span(&request, 1)), {}) < 0)
-            throw BenchError("floor: send failed: " + errno_text(errno));
-
-        FloorReply reply;
-        auto received = ionsvc::receive_packet(
-            socket_.get(), std::as_writable_bytes(std::span(&reply, 1)), 1);
-        if (received.status != static_cast<ssize_t>(sizeof(reply)))
-            throw BenchError("floor: bad reply from the peer (status " +
-                             std::to_string(received.status) + ")");
-        if (reply.error != 0)
-            throw BenchError("floor: the peer could not allocate: " + errno_text(reply.error));
-        if (received.fds.size() != (size ? 1u : 0u))
-            throw BenchError("floor: the reply carried " + std::to_string(received.fds.size()) +
-                             " fds");
-        return size ? std::move(received.fds.front()) : UniqueFD{};
-    }
-
-private:
-    pid_t pid_ = -1;
-    UniqueFD socket_;
-};
-
-// ---------------------------------------------------------------- daemon
-
-// An ionsvcd of our own on a temporary socket, stopped with SIGTERM.
-class DaemonProcess
-{
-public:
-    DaemonProcess(const std::string &executable, std::optional<int> cpu)
-    {
-        char pattern[] = "/tmp/ionsvc-bench.XXXXXX";
-        if (!::mkdtemp(pattern))
-            throw BenchError("mkdtemp failed: " + errno_text(errno));
-        directory_ = pattern;
-        socket_path_ = directory_ + "/ionsvc.sock";
-
-        std::vector<std::string> arguments{executable, "--socket", socket_path_, "--backend",
-                                           "memfd", "--log-level", "warn"};
-        std::vector<char *> argv;
-        for (auto &argument : arguments)
-            argv.push_back(argument.data());
-        argv.push_back(nullptr);
-
-        pid_ = ::fork();
-        if (pid_ < 0)
-            throw BenchError("fork failed: " + errno_text(errno));
-        if (pid_ == 0) {
-            // Should the bench die without cleaning up, take the daemon along.
-            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (const int error = pin_to(cpu); error < 0) {
-                std::fprintf(stderr, "ionsvc-bench: cannot pin ionsvcd: %s\n", std::strerror(-error));
-                ::_exit(127);
-            }
-            ::execv(argv[0], argv.data());
-            std::fprintf(stderr, "ionsvc-bench: cannot run %s: %s\n", argv[0], std::strerror(errno));
-            ::_exit(127);
-        }
-        try {
-            wait_until_accepting();
-        } catch (...) {
-            // A constructor that throws gets no destructor: clean up here.
-            stop_quietly();
-            throw;
-        }
-    }
-
-    DaemonProcess(const DaemonProcess &) = delete;
-    DaemonProcess &operator=(const DaemonProcess &) = delete;
-
-    ~DaemonProcess() { stop_quietly(); }
-
-    const std::string &socket_path() const { return socket_path_; }
-
-    // SIGTERM, then the exit status: a daemon that does not stop cleanly is
-    // a failed run.
-    void stop()
-    {
-        if (::kill(pid_, SIGTERM) < 0)
-            throw BenchError("cannot signal ionsvcd: " + errno_text(errno));
-        const int status = wait_bounded(std::chrono::seconds(10));
-        remove_directory();
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            throw BenchError("ionsvcd did not exit cleanly on SIGTERM (wait status " +
-                             std::to_string(status) + ")");
-    }
-
-private:
-    // On the error path: stop the daemon, never hang on it.
-    void stop_quietly() noexcept
-    {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            try {
-                wait_bounded(std::chrono::seconds(10));
-            } catch (const BenchError &) {
-                // wait_bounded killed it; the run has failed already.
-            }
-        }
-        remove_directory();
-    }
-
-    void wait_until_accepting()
-    {
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        if (socket_path_.size() >= sizeof(address.sun_path))
-            throw BenchError("socket path too long: " + socket_path_);
-        std::memcpy(address.sun_path, socket_path_.data(), socket_path_.size());
-
-        // 1000 attempts, 5 ms apart: up to 5 s for a slow (e.g. sanitized) start.
-        constexpr int kAttempts = 1000;
-        for (int attempt = 0; attempt < kAttempts; ++attempt) {
-            UniqueFD probe{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
-            if (!probe)
-                throw BenchError("socket failed: " + errno_text(errno));
-            if (::connect(probe.get(), reinterpret_cast<const sockaddr *>(&address),
-                          sizeof(address)) == 0)
-                return;
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                throw BenchError("ionsvcd exited before accepting connections (wait status " +
-                                 std::to_string(status) + ")");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-        throw BenchError("ionsvcd did not accept connections on " + socket_path_ + " within " +
-                         std::to_string(kAttempts) + " attempts");
-    }
-
-    int wait_bounded(std::chrono::seconds limit)
-    {
-        const auto deadline = Clock::now() + limit;
-        int status = 0;
-        for (;;) {
-            const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-            if (done == pid_) {
-                pid_ = -1;
-                return status;
-            }
-            if (done < 0) {
-                pid_ = -1;
-                throw BenchError("waitpid failed: " + errno_text(errno));
-            }
-            if (Clock::now() > deadline) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-                pid_ = -1;
-                throw BenchError("ionsvcd did not stop within " + std::to_string(limit.count()) +
-                                 " s of SIGTERM; killed it");
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-    }
-
-    void remove_directory()
-    {
-        if (directory_.empty())
-            return;
-        std::error_code ignored;
-        std::filesystem::remove_all(directory_, ignored);
-        directory_.clear();
-    }
-
-    pid_t pid_ = -1;
-    std::string directory_;
-    std::string socket_path_;
-};
 
 // ---------------------------------------------------------------- cases
 
@@ -442,6 +57,11 @@ struct Case
     std::string baseline; // the case this one is compared with; empty: none
     // The floor with the daemon's second round trip added; empty: none.
     std::string two_trip_baseline;
+    // The allocation alone, in-process; empty: none.
+    std::string raw_baseline;
+    // Buffers one iteration handles: such a case runs that many times fewer
+    // iterations, so that every case takes about as long.
+    std::size_t buffers_per_iteration = 1;
     // One iteration. A case with split set stores, in *split, the moment
     // its first part (the Alloc round trip) ended.
     std::function<void(Clock::time_point *split)> run;
@@ -450,37 +70,6 @@ struct Case
     std::vector<std::int64_t> samples_ns;
     std::vector<std::int64_t> first_part_ns; // has_split only
 };
-
-struct Summary
-{
-    double p50_us = 0;
-    double p99_us = 0;
-    double min_us = 0;
-    double mean_us = 0;
-};
-
-// Nearest-rank percentile of sorted samples.
-double percentile_us(const std::vector<std::int64_t> &sorted, double percent)
-{
-    const auto n = sorted.size();
-    auto rank = static_cast<std::size_t>(std::ceil(percent / 100.0 * static_cast<double>(n)));
-    rank = std::clamp<std::size_t>(rank, 1, n);
-    return static_cast<double>(sorted[rank - 1]) / 1000.0;
-}
-
-Summary summarize(std::vector<std::int64_t> samples)
-{
-    std::sort(samples.begin(), samples.end());
-    Summary summary;
-    summary.p50_us = percentile_us(samples, 50);
-    summary.p99_us = percentile_us(samples, 99);
-    summary.min_us = static_cast<double>(samples.front()) / 1000.0;
-    double total = 0;
-    for (const auto sample : samples)
-        total += static_cast<double>(sample);
-    summary.mean_us = total / static_cast<double>(samples.size()) / 1000.0;
-    return summary;
-}
 
 void run_iteration(Case &bench_case, bool record)
 {
@@ -492,11 +81,9 @@ void run_iteration(Case &bench_case, bool record)
     const auto end = Clock::now();
     if (!record)
         return;
-    bench_case.samples_ns.push_back(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
+    bench_case.samples_ns.push_back(elapsed_ns(start, end));
     if (bench_case.has_split)
-        bench_case.first_part_ns.push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(split - start).count());
+        bench_case.first_part_ns.push_back(elapsed_ns(start, split));
 }
 
 struct Options
@@ -505,24 +92,33 @@ struct Options
     std::size_t iterations = 30'000;
     std::size_t warmup = 0; // 0: a tenth of iterations, at least 100
     std::size_t rounds = 10;
-    std::vector<std::uint64_t> sizes{4 * 1024, 64 * 1024, 1024 * 1024, 8 * 1024 * 1024};
+    std::vector<std::uint64_t> sizes{4 * 1024, 64 * 1024, 1024 * 1024, 8 * 1024 * 1024,
+                                     32 * 1024 * 1024};
     Pinning pinning = Pinning::kSame;
     std::vector<std::string> only; // case kinds to run; empty: all
     bool smoke = false;
     bool json = false;
     std::string socket_path;
     std::string daemon_path;
+    FleetOptions fleet;
 };
+
+// Iterations of a case in total, or in a round of `rounds`.
+std::size_t iterations_of(const Case &bench_case, std::size_t iterations)
+{
+    return std::max<std::size_t>(iterations / bench_case.buffers_per_iteration, 1);
+}
 
 // Warm-up for every case, then the measured iterations in rounds, the
 // cases taking turns round by round.
 void measure(std::vector<Case> &cases, const Options &options)
 {
     for (auto &bench_case : cases) {
-        for (std::size_t i = 0; i < options.warmup; ++i)
+        for (std::size_t i = 0; i < iterations_of(bench_case, options.warmup); ++i)
             run_iteration(bench_case, false);
-        bench_case.samples_ns.reserve(options.iterations);
-        bench_case.first_part_ns.reserve(bench_case.has_split ? options.iterations : 0);
+        bench_case.samples_ns.reserve(iterations_of(bench_case, options.iterations));
+        bench_case.first_part_ns.reserve(
+            bench_case.has_split ? iterations_of(bench_case, options.iterations) : 0);
     }
     const std::size_t rounds = std::clamp<std::size_t>(options.rounds, 1, options.iterations);
     for (std::size_t round = 0; round < rounds; ++round) {
@@ -530,10 +126,29 @@ void measure(std::vector<Case> &cases, const Options &options)
         const std::size_t count =
             options.iterations / rounds + (round < options.iterations % rounds ? 1 : 0);
         for (auto &bench_case : cases) {
-            for (std::size_t i = 0; i < count; ++i)
+            const std::size_t share = std::max<std::size_t>(count / bench_case.buffers_per_iteration,
+                                                            round == 0 ? 1 : 0);
+            for (std::size_t i = 0; i < share; ++i)
                 run_iteration(bench_case, true);
         }
     }
+}
+
+// One buffer from the daemon; any failure ends the run.
+bufclient::Buffer allocate_one(bufclient::Client &client, std::uint64_t size)
+{
+    auto buffers = client.allocate({.size = size, .count = 1});
+    if (!buffers)
+        throw BenchError("allocate failed: " + buffers.error().message);
+    if (buffers->size() != 1)
+        throw BenchError("allocate returned " + std::to_string(buffers->size()) + " buffers");
+    return std::move(buffers->front());
+}
+
+void free_one(bufclient::Client &client, const bufclient::Buffer &buffer)
+{
+    if (auto freed = client.free(buffer); !freed)
+        throw BenchError("free failed: " + freed.error().message);
 }
 
 std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const Options &options)
@@ -548,19 +163,12 @@ std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const O
         daemon.size = size;
         daemon.baseline = "floor/" + label;
         daemon.two_trip_baseline = "floor2/" + label;
+        daemon.raw_baseline = "raw/" + label;
         daemon.has_split = true;
-        bufclient::AllocOptions request;
-        request.size = size;
-        request.count = 1;
-        daemon.run = [&client, request](Clock::time_point *split) {
-            auto buffers = client.allocate(request);
-            if (!buffers)
-                throw BenchError("allocate failed: " + buffers.error().message);
+        daemon.run = [&client, size](Clock::time_point *split) {
+            const bufclient::Buffer buffer = allocate_one(client, size);
             *split = Clock::now();
-            if (buffers->size() != 1)
-                throw BenchError("allocate returned " + std::to_string(buffers->size()) + " buffers");
-            if (auto freed = client.free(buffers->front()); !freed)
-                throw BenchError("free failed: " + freed.error().message);
+            free_one(client, buffer);
             // The Buffer goes out of scope here: its fd closes inside the timing.
         };
         cases.push_back(std::move(daemon));
@@ -599,6 +207,43 @@ std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const O
         };
         cases.push_back(std::move(raw));
     }
+
+    // 16 buffers in one request against 16 requests of one.
+    constexpr std::uint32_t kBatch = 16;
+    constexpr std::uint64_t kBatchSize = 4096;
+    const std::string batch_label = std::to_string(kBatch) + "x" + size_label(kBatchSize);
+    Case batch;
+    batch.name = "batch/" + batch_label;
+    batch.kind = "batch";
+    batch.size = kBatchSize;
+    batch.baseline = "singles/" + batch_label;
+    batch.buffers_per_iteration = kBatch;
+    batch.run = [&client](Clock::time_point *) {
+        auto buffers = client.allocate({.size = kBatchSize, .count = kBatch});
+        if (!buffers || buffers->size() != kBatch)
+            throw BenchError("batch allocate failed: " +
+                             (buffers ? std::string("wrong count") : buffers.error().message));
+        std::vector<std::uint64_t> ids;
+        for (const auto &buffer : *buffers)
+            ids.push_back(buffer.id());
+        if (auto freed = client.free(ids); !freed)
+            throw BenchError("batch free failed: " + freed.error().message);
+    };
+    cases.push_back(std::move(batch));
+
+    Case singles;
+    singles.name = "singles/" + batch_label;
+    singles.kind = "batch";
+    singles.size = kBatchSize;
+    singles.buffers_per_iteration = kBatch;
+    singles.run = [&client](Clock::time_point *) {
+        std::vector<bufclient::Buffer> held;
+        for (std::uint32_t i = 0; i < kBatch; ++i)
+            held.push_back(allocate_one(client, kBatchSize));
+        for (const auto &buffer : held)
+            free_one(client, buffer);
+    };
+    cases.push_back(std::move(singles));
 
     Case rtt;
     rtt.name = "rtt";
@@ -640,31 +285,6 @@ void check_books(bufclient::Client &client)
     throw BenchError("the daemon's stats do not list the bench's client");
 }
 
-struct Row
-{
-    std::string name;
-    std::string kind;
-    std::uint64_t size = 0;
-    std::size_t iterations = 0;
-    Summary summary;
-    std::optional<std::string> baseline;
-    std::optional<double> baseline_p50_us;
-    std::optional<double> ratio;
-    std::optional<double> ratio_two_trips;
-};
-
-Row make_row(std::string name, std::string kind, std::uint64_t size,
-             const std::vector<std::int64_t> &samples)
-{
-    Row row;
-    row.name = std::move(name);
-    row.kind = std::move(kind);
-    row.size = size;
-    row.iterations = samples.size();
-    row.summary = summarize(samples);
-    return row;
-}
-
 std::vector<Row> make_rows(const std::vector<Case> &cases)
 {
     std::vector<Row> rows;
@@ -677,13 +297,16 @@ std::vector<Row> make_rows(const std::vector<Case> &cases)
             return summarize(it->samples_ns).p50_us;
         };
         Row row = make_row(bench_case.name, bench_case.kind, bench_case.size, bench_case.samples_ns);
-        if (const auto baseline = p50_of(bench_case.baseline)) {
-            row.baseline = bench_case.baseline;
-            row.baseline_p50_us = *baseline;
-            row.ratio = row.summary.p50_us / *baseline;
-        }
+        if (const auto baseline = p50_of(bench_case.baseline))
+            set_baseline(row, bench_case.baseline, *baseline);
         if (const auto baseline = p50_of(bench_case.two_trip_baseline))
             row.ratio_two_trips = row.summary.p50_us / *baseline;
+        if (const auto raw = p50_of(bench_case.raw_baseline)) {
+            row.extra["raw_p50_us"] = *raw;
+            row.extra["ratio_raw"] = row.summary.p50_us / *raw;
+        }
+        if (bench_case.buffers_per_iteration > 1)
+            row.extra["buffers_per_iteration"] = bench_case.buffers_per_iteration;
         rows.push_back(row);
         if (bench_case.has_split) {
             std::vector<std::int64_t> second(bench_case.samples_ns.size());
@@ -716,6 +339,8 @@ void print_json(const std::vector<Row> &rows)
         object["ratio"] = row.ratio ? nlohmann::json(*row.ratio) : nlohmann::json(nullptr);
         object["ratio_two_trips"] =
             row.ratio_two_trips ? nlohmann::json(*row.ratio_two_trips) : nlohmann::json(nullptr);
+        for (const auto &[key, value] : row.extra.items())
+            object[key] = value;
         json.push_back(std::move(object));
     }
     std::printf("%s\n", json.dump(2).c_str());
@@ -729,8 +354,8 @@ void print_table(const std::vector<Row> &rows, const Options &options)
     std::printf("ionsvc-bench: %zu iterations per case, %zu warm-up, %zu rounds, --pin %s\n\n",
                 options.iterations, options.warmup,
                 std::clamp<std::size_t>(options.rounds, 1, options.iterations), pinning);
-    std::printf("%-30s %8s %9s %9s %9s %13s %7s %7s\n", "case", "iters", "p50 us", "p99 us",
-                "min us", "baseline", "ratio", "ratio2");
+    std::printf("%-34s %8s %9s %9s %9s %24s %7s %7s  %s\n", "case", "iters", "p50 us", "p99 us",
+                "min us", "baseline", "ratio", "ratio2", "more");
     const auto ratio_text = [](std::optional<double> ratio) {
         char text[16];
         if (ratio)
@@ -741,10 +366,19 @@ void print_table(const std::vector<Row> &rows, const Options &options)
     };
     for (const auto &row : rows) {
         const std::string name = row.kind == "part" ? "  " + row.name : row.name;
-        std::printf("%-30s %8zu %9.2f %9.2f %9.2f %13s %7s %7s\n", name.c_str(), row.iterations,
+        std::string more;
+        for (const auto &[key, value] : row.extra.items()) {
+            char text[96];
+            if (value.is_number_float())
+                std::snprintf(text, sizeof(text), "%s=%.2f ", key.c_str(), value.get<double>());
+            else
+                std::snprintf(text, sizeof(text), "%s=%s ", key.c_str(), value.dump().c_str());
+            more += text;
+        }
+        std::printf("%-34s %8zu %9.2f %9.2f %9.2f %24s %7s %7s  %s\n", name.c_str(), row.iterations,
                     row.summary.p50_us, row.summary.p99_us, row.summary.min_us,
                     row.baseline ? row.baseline->c_str() : "-", ratio_text(row.ratio).c_str(),
-                    ratio_text(row.ratio_two_trips).c_str());
+                    ratio_text(row.ratio_two_trips).c_str(), more.c_str());
     }
     std::printf(
         "\n"
@@ -755,7 +389,16 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "floor2      floor + one bare round trip: the floor of a two-trip protocol\n"
         "raw         memfd_create + ftruncate + seal + close, in-process\n"
         "rtt         one bare SEQPACKET round trip to the peer, no fd\n"
-        "ratio       p50 / floor p50; ratio2: daemon p50 / floor2 p50\n");
+        "ratio       p50 / baseline p50; ratio2: daemon p50 / floor2 p50;\n"
+        "            ratio_raw: daemon p50 / raw p50\n"
+        "batch       one Alloc of 16 buffers + one Free of the 16, per iteration\n"
+        "singles     16 Allocs of one buffer + 16 Frees of one, per iteration\n"
+        "concurrency/N  N client processes allocate+free 4 KiB at once, daemon and clients\n"
+        "            free to use every CPU; latency per allocate+free, allocs_per_s of all\n"
+        "scale       one more client's allocate+free, stats, and connect+stats (what\n"
+        "            ionsvc-ctl stats does) with no other client (-idle) and with\n"
+        "            CLIENTSxBUFFERS live 4 KiB buffers held by client processes;\n"
+        "            daemon RSS (/proc/<pid>/status VmRSS) per client and per live buffer\n");
 }
 
 // Busy and total jiffies of all CPUs, from /proc/stat.
@@ -795,17 +438,37 @@ void warn_if_busy()
                      busy_cpus);
 }
 
+bool wanted(const Options &options, const char *kind)
+{
+    return options.only.empty() ||
+           std::find(options.only.begin(), options.only.end(), kind) != options.only.end();
+}
+
 int run(Options options)
 {
     if (options.smoke) {
         options.iterations = 20;
         options.warmup = 5;
         options.rounds = 2;
+        options.fleet.concurrency_allocations = 128;
+        options.fleet.scale_clients = 20;
+        options.fleet.scale_buffers = 10;
+        options.fleet.scale_iterations = 20;
+        options.fleet.stats_iterations = 3;
     } else if (options.warmup == 0) {
         options.warmup = std::max<std::size_t>(options.iterations / 10, 100);
     }
 
     warn_if_busy();
+    const bool run_scale_case = wanted(options, "scale");
+    if (run_scale_case) {
+        // The daemon started below inherits these limits and raises its own
+        // soft limit to the hard one; the bench holds a control socket per
+        // client process.
+        if (const auto problem = raise_fd_limits(scale_fds_needed(options.fleet)))
+            std::fprintf(stderr, "ionsvc-bench: warning: %s\n", problem->c_str());
+    }
+    options.fleet.all_cpus = allowed_cpus();
     const Placement placement = plan_placement(options.pinning);
     if (const int error = pin_to(placement.client_cpu); error < 0)
         throw BenchError("cannot pin the bench: " + errno_text(-error));
@@ -839,6 +502,25 @@ int run(Options options)
         rows = make_rows(cases);
     }
 
+    options.fleet.socket_path = socket_path;
+    options.fleet.daemon_pid = daemon ? std::optional<pid_t>(daemon->pid()) : listener_pid(socket_path);
+    options.fleet.daemon_is_ours = daemon.has_value();
+    options.fleet.placement = placement;
+    if (wanted(options, "concurrency")) {
+        auto fleet_rows = run_concurrency(options.fleet);
+        rows.insert(rows.end(), fleet_rows.begin(), fleet_rows.end());
+    }
+    // A scale case the daemon cannot hold is reported and fails the run,
+    // after the other cases' results are printed.
+    std::optional<std::string> scale_problem;
+    if (run_scale_case) {
+        scale_problem = scale_cannot_run(options.fleet);
+        if (!scale_problem) {
+            auto fleet_rows = run_scale(options.fleet);
+            rows.insert(rows.end(), fleet_rows.begin(), fleet_rows.end());
+        }
+    }
+
     if (daemon)
         daemon->stop();
 
@@ -846,12 +528,14 @@ int run(Options options)
         print_json(rows);
     else
         print_table(rows, options);
+    if (scale_problem) {
+        std::fprintf(stderr, "ionsvc-bench: the scale case did not run: %s\n", scale_problem->c_str());
+        return EXIT_FAILURE;
+    }
     return EXIT_SUCCESS;
 }
 
-} // namespace
-
-int main(int argc, char **argv)
+int parse_and_run(int argc, char **argv)
 {
     Options options;
     CLI::App app{"ionsvc-bench: latency of one buffer through ionsvcd against the physical floor"};
@@ -866,7 +550,8 @@ int main(int argc, char **argv)
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     app.add_option("--sizes", options.sizes,
-                   "Buffer sizes in bytes, comma-separated, suffixes K and M (default 4K,64K,1M,8M)")
+                   "Buffer sizes in bytes, comma-separated, suffixes K and M (default "
+                   "4K,64K,1M,8M,32M)")
         ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 30))
         ->delimiter(',');
@@ -879,9 +564,27 @@ int main(int argc, char **argv)
         ->capture_default_str();
     app.add_option("--only", options.only,
                    "Run only these kinds of case (e.g. to profile one): daemon, floor, floor2, "
-                   "raw, rtt")
-        ->check(CLI::IsMember({"daemon", "floor", "floor2", "raw", "rtt"}))
+                   "raw, rtt, batch, concurrency, scale")
+        ->check(CLI::IsMember(
+            {"daemon", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale"}))
         ->delimiter(',');
+    app.add_option("--concurrency-clients", options.fleet.client_counts,
+                   "Client processes at once in the concurrency case, comma-separated")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+        ->delimiter(',')
+        ->capture_default_str();
+    app.add_option("--concurrency-allocations", options.fleet.concurrency_allocations,
+                   "Allocations per client count, all its clients together")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--scale-clients", options.fleet.scale_clients,
+                   "Client processes holding buffers in the scale case")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--scale-buffers", options.fleet.scale_buffers,
+                   "Live buffers each of them holds")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.add_flag("--smoke", options.smoke, "A few iterations of every case, to check that all run");
     app.add_flag("--json", options.json, "Print a JSON array, one object per case");
     auto *socket = app.add_option("--socket", options.socket_path,
@@ -913,4 +616,12 @@ int main(int argc, char **argv)
         std::fprintf(stderr, "ionsvc-bench: %s\n", error.what());
         return EXIT_FAILURE;
     }
+}
+
+} // namespace
+} // namespace ionsvc_bench
+
+int main(int argc, char **argv)
+{
+    return ionsvc_bench::parse_and_run(argc, argv);
 }
