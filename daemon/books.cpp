@@ -318,25 +318,26 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
     return released;
 }
 
-std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid,
-                                            const ReferenceCounter &count_references)
+std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid, std::optional<uid_t> uid,
+                                            std::size_t budget, const ReferenceCounter &count_references)
 {
+    const auto in_scope = [&](pid_t p, uid_t u) { return (!pid || p == *pid) && (!uid || u == *uid); };
     std::vector<BufferId> candidates;
-    if (!pid) {
+    if (!pid && !uid) {
         for (const auto &[id, buffer] : buffers_)
             candidates.push_back(id);
     } else {
         for (const auto &[client_id, record] : clients_) {
-            if (record.identity.pid != *pid)
+            if (!in_scope(record.identity.pid, record.identity.uid))
                 continue;
             for (const auto &[id, handle] : record.handles)
                 candidates.push_back(id);
         }
         for (const auto &[id, orphan] : orphans_) {
-            if (orphan.pid == *pid)
+            if (in_scope(orphan.pid, orphan.uid))
                 candidates.push_back(id);
         }
-        // Two clients of one process may hold the same buffer.
+        // Two clients in scope may hold the same buffer.
         std::sort(candidates.begin(), candidates.end());
         candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
     }
@@ -344,7 +345,14 @@ std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid,
     std::size_t released = 0;
     for (const BufferId id : candidates) {
         const BufferRecord &buffer = buffers_.at(id);
-        if (buffer.watched && buffer.in_flight == 0 && unreferenced(id, buffer, count_references)) {
+        if (!buffer.watched || buffer.in_flight != 0)
+            continue;
+        if (budget == 0) {
+            SPDLOG_DEBUG("fresh count: out of budget; release detection counts the rest in turn");
+            break;
+        }
+        --budget;
+        if (unreferenced(id, buffer, count_references)) {
             release(id);
             ++released;
         }

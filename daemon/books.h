@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -156,6 +157,8 @@ struct ClientRecord
 // How many references the kernel counts to the buffer behind fd, the
 // daemon's own included, or -errno if it cannot tell.
 using ReferenceCounter = std::function<long(int fd)>;
+// A budget of release_unreferenced_now() that never runs out.
+inline constexpr std::size_t kEveryBuffer = std::numeric_limits<std::size_t>::max();
 
 // The daemon's accounting: who holds which buffer in which heap. A client is
 // one connection, as an ION client was one open of /dev/ion. A buffer
@@ -206,11 +209,12 @@ public:
     // releases those only the daemon still references. Returns how many
     // it released.
     std::size_t release_unreferenced(std::size_t budget, const ReferenceCounter &count_references);
-    // The same, now, for every watched buffer the clients of pid hold (that
-    // any client holds if none) and the orphans last held there: what
-    // stats show is then up to date.
-    std::size_t release_unreferenced_now(std::optional<pid_t> pid,
-                                         const ReferenceCounter &count_references);
+    // The same, now, for the watched buffers that the clients of pid and uid
+    // hold (any pid, any uid, if none) and the orphans last held there, at
+    // most budget of them: what stats show of those is then up to date.
+    // Every other buffer keeps what release detection last saw.
+    std::size_t release_unreferenced_now(std::optional<pid_t> pid, std::optional<uid_t> uid,
+                                         std::size_t budget, const ReferenceCounter &count_references);
     // Whether release_unreferenced() has anything to do.
     bool has_watched_buffers() const { return !watch_queue_.empty(); }
 

@@ -4,8 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -182,7 +180,8 @@ void Service::list_heaps(ClientContext &client, Response &response)
 {
     // The totals are every client's (they name none), but only the
     // requester's own buffers are counted afresh: see stats().
-    release_unreferenced_in_scope(std::nullopt, visible_uid(client));
+    books_.release_unreferenced_now(std::nullopt, visible_uid(client), limits_.fresh_count_budget,
+                                    reference_counter_);
     wire::ListHeapsReply &reply = *response.reply.mutable_list_heaps();
     for (HeapIndex i = 0; i < allocator_.heap_count(); ++i) {
         const HeapEntry &entry = allocator_.heap(i);
@@ -318,7 +317,8 @@ std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client
     // Before saying no, what the kernel knows now: the process's dma-bufs
     // (orphans of a Free among them) that died since the last release
     // round give their room back.
-    if (refusal && books_.release_unreferenced_now(client.identity.pid, reference_counter_) > 0)
+    if (refusal && books_.release_unreferenced_now(client.identity.pid, std::nullopt, kEveryBuffer,
+                                                   reference_counter_) > 0)
         refusal = quota_refusal(quota_, books_, client, addition);
     return refusal;
 }
@@ -402,7 +402,9 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
     const std::optional<uid_t> uid = visible_uid(requester);
     // What the kernel knows now, not at the last tick: a client that closed
     // a buffer a moment ago no longer holds it.
-    release_unreferenced_in_scope(pid, uid);
+    // Each count reads /proc/self/fdinfo: only the buffers the requester
+    // may see are worth it, and only so many of them per request.
+    books_.release_unreferenced_now(pid, uid, limits_.fresh_count_budget, reference_counter_);
 
     wire::StatsReply &reply = *response.reply.mutable_stats();
     const std::size_t heap_count = allocator_.heap_count();
@@ -473,43 +475,6 @@ std::optional<uid_t> Service::visible_uid(const ClientContext &requester) const
     if (sees_every_client(access_, record.identity))
         return std::nullopt;
     return record.identity.uid;
-}
-
-void Service::release_unreferenced_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid)
-{
-    const auto in_scope = [&](pid_t p, uid_t u) { return (!pid || p == *pid) && (!uid || u == *uid); };
-    // Each count reads /proc/self/fdinfo: only the buffers the requester
-    // may see are worth it, and only so many of them per request.
-    std::unordered_set<int> to_count;
-    for (const auto &[id, record] : books_.clients()) {
-        if (!in_scope(record.identity.pid, record.identity.uid))
-            continue;
-        for (const auto &[buffer, handle] : record.handles)
-            to_count.insert(books_.buffer(buffer)->fd.get());
-    }
-    // Out of scope or over budget, an orphan keeps the count last seen.
-    std::unordered_map<int, long> orphans_known;
-    for (const auto &[id, orphan] : books_.orphans()) {
-        const int fd = books_.buffer(id)->fd.get();
-        if (in_scope(orphan.pid, orphan.uid))
-            to_count.insert(fd);
-        orphans_known.emplace(fd, orphan.references);
-    }
-
-    std::size_t budget = limits_.fresh_count_budget;
-    const ReferenceCounter counter = [&](int fd) -> long {
-        if (budget > 0 && to_count.contains(fd)) {
-            --budget;
-            return count_references(fd);
-        }
-        if (const auto it = orphans_known.find(fd); it != orphans_known.end())
-            return it->second < 0 ? -EAGAIN : it->second + 1; // the daemon's own too
-        return 2; // held, as far as anyone knows: left as it is
-    };
-    books_.release_unreferenced_now(pid, counter);
-    if (budget == 0)
-        SPDLOG_DEBUG("fresh count: stopped at {} buffers; release detection counts the rest in turn",
-                     limits_.fresh_count_budget);
 }
 
 std::vector<Usage> Service::totals_in_scope(

@@ -144,11 +144,6 @@ private:
     std::optional<std::string> quota_refusal_now(const ClientRecord &client, const Addition &addition);
     // The uid whose clients the requester may see; none: it sees all.
     std::optional<uid_t> visible_uid(const ClientContext &requester) const;
-    // Before a stats or heaps reply: counts afresh the references of the
-    // buffers that the clients of pid and uid (any, if none) hold and of
-    // their orphans, at most limits_.fresh_count_budget of them, and drops
-    // those nobody holds. Others keep what release detection last saw.
-    void release_unreferenced_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid);
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,

@@ -68,6 +68,11 @@ protected:
     }
 
     std::size_t release_all() { return books_.release_unreferenced(1000, kernel_.counter()); }
+    // The fresh count before a stats reply, for pid (every client if none).
+    std::size_t release_now(std::optional<pid_t> pid)
+    {
+        return books_.release_unreferenced_now(pid, std::nullopt, kEveryBuffer, kernel_.counter());
+    }
 
     FakeKernel kernel_;
     Books books_{2};
@@ -109,7 +114,7 @@ TEST_F(ReleaseDetection, ABufferWhoseReplyIsNotOutYetIsNeverReleased)
     const BufferId buffer = books_.add_buffer(camera_, kHeap, 4096, kernel_.buffer(1), kDmaBuf);
 
     EXPECT_EQ(release_all(), 0u);
-    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, kernel_.counter()), 0u);
+    EXPECT_EQ(release_now(std::nullopt), 0u);
     EXPECT_TRUE(books_.holds(camera_, buffer));
     EXPECT_EQ(kernel_.counted(), 0) << "an fd in flight must not even be counted";
 
@@ -126,7 +131,7 @@ TEST_F(ReleaseDetection, MemfdBuffersAreNeverCountedOrReleased)
 
     EXPECT_FALSE(books_.has_watched_buffers());
     EXPECT_EQ(release_all(), 0u);
-    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, kernel_.counter()), 0u);
+    EXPECT_EQ(release_now(std::nullopt), 0u);
     EXPECT_EQ(kernel_.counted(), 0);
     EXPECT_TRUE(books_.holds(camera_, buffer));
 }
@@ -206,11 +211,11 @@ TEST_F(ReleaseDetection, ReleasingNowChecksOnlyTheClientsOfThePidAskedFor)
     const BufferId cameras = delivered_buffer(camera_);
     const BufferId displays = delivered_buffer(display_);
 
-    EXPECT_EQ(books_.release_unreferenced_now(pid_t{100}, kernel_.counter()), 1u);
+    EXPECT_EQ(release_now(pid_t{100}), 1u);
     EXPECT_FALSE(books_.holds(camera_, cameras));
     EXPECT_TRUE(books_.holds(display_, displays));
 
-    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, kernel_.counter()), 1u);
+    EXPECT_EQ(release_now(std::nullopt), 1u);
     EXPECT_FALSE(books_.holds(display_, displays));
 }
 
@@ -336,13 +341,13 @@ TEST_F(ReleaseDetection, AnOrphansReferencesAreRecountedBeforeStats)
     ASSERT_EQ(books_.orphans().size(), 1u);
 
     kernel_.set(fd, 2);
-    EXPECT_EQ(books_.release_unreferenced_now(pid_t{200}, kernel_.counter()), 0u);
+    EXPECT_EQ(release_now(pid_t{200}), 0u);
     EXPECT_EQ(books_.orphans().begin()->second.references, 2) << "another pid's orphans are left alone";
-    EXPECT_EQ(books_.release_unreferenced_now(pid_t{100}, kernel_.counter()), 0u);
+    EXPECT_EQ(release_now(pid_t{100}), 0u);
     EXPECT_EQ(books_.orphans().begin()->second.references, 1);
 
     kernel_.set(fd, 1);
-    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, kernel_.counter()), 1u);
+    EXPECT_EQ(release_now(std::nullopt), 1u);
     EXPECT_TRUE(books_.orphans().empty());
 }
 
