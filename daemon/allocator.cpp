@@ -64,8 +64,10 @@ Allocator::Allocator(std::vector<std::unique_ptr<Backend>> backends,
 std::optional<std::string> Allocator::why_not_served(std::string_view heap_name) const
 {
     const std::string_view backend = backend_of(heap_name);
+    if (backend.empty())
+        return std::nullopt;
     for (const UnservedBackend &unserved : unserved_) {
-        if (!backend.empty() && unserved.name == backend)
+        if (unserved.name == backend)
             return "backend " + unserved.name + " is not served: " + unserved.reason;
     }
     return std::nullopt;
@@ -119,18 +121,26 @@ OpenedBackends open_backends(std::string_view choice, Syscalls &syscalls)
     for (const Source &source : kSources) {
         if (choice != "auto" && choice != source.name) {
             opened.unserved.push_back(
-                {std::string(source.name), fmt::format("not chosen (--backend {})", choice)});
+                {std::string(source.name), fmt::format("not chosen (--backend {})", choice), false});
             continue;
         }
         auto backend = source.open(syscalls);
-        if (backend) {
+        if (backend)
             opened.backends.push_back(std::move(*backend));
-        } else {
-            opened.missing.push_back(std::string(source.name) + ": " + backend.error());
+        else
             opened.unserved.push_back({std::string(source.name), std::move(backend).error()});
-        }
     }
     return opened;
+}
+
+std::vector<std::string> OpenedBackends::missing() const
+{
+    std::vector<std::string> lines;
+    for (const UnservedBackend &backend : unserved) {
+        if (backend.tried)
+            lines.push_back(backend.name + ": " + backend.reason);
+    }
+    return lines;
 }
 
 } // namespace ionsvc

@@ -18,11 +18,12 @@
 namespace ionsvc {
 
 // A backend the daemon did not open, and why: what failed, or that
-// --backend left it out.
+// --backend left it out (then it was not tried).
 struct UnservedBackend
 {
     std::string name;
     std::string reason;
+    bool tried = true;
 };
 
 struct HeapEntry
@@ -81,8 +82,10 @@ inline constexpr std::string_view kBackendChoices[] = {"auto", "ion", "dma-heap"
 struct OpenedBackends
 {
     std::vector<std::unique_ptr<Backend>> backends;
-    std::vector<std::string> missing;
     std::vector<UnservedBackend> unserved;
+
+    // "<backend>: <reason>" for each backend tried that did not open.
+    std::vector<std::string> missing() const;
 };
 OpenedBackends open_backends(std::string_view choice, Syscalls &syscalls);
 

@@ -177,7 +177,7 @@ int run(const Options &options)
     auto opened = open_backends(options.backend, real_syscalls());
     // With auto a missing source is normal; a backend asked for by name is not.
     const auto missing_level = options.backend == "auto" ? spdlog::level::info : spdlog::level::err;
-    for (const std::string &why : opened.missing)
+    for (const std::string &why : opened.missing())
         spdlog::log(missing_level, "{}", why);
     Allocator allocator(std::move(opened.backends), config->aliases, std::move(opened.unserved));
     if (allocator.heap_count() == 0) {

@@ -71,7 +71,7 @@ TEST_F(OpenBackends, AutoSaysWhyEachMissingBackendIsMissing)
     without_devices();
     const OpenedBackends opened = open_backends("auto", syscalls_);
     EXPECT_EQ(names_of(opened), std::vector<std::string>{"memfd"});
-    EXPECT_EQ(opened.missing,
+    EXPECT_EQ(opened.missing(),
               (std::vector<std::string>{
                   "ion: /dev/ion: No such file or directory (module ion_simple not loaded?)",
                   "dma-heap: /dev/dma_heap does not exist (kernel without CONFIG_DMABUF_HEAPS)",
@@ -84,7 +84,7 @@ TEST_F(OpenBackends, AutoOpensEverySourcePresentIonFirstMemfdLast)
     with_every_device();
     const OpenedBackends opened = open_backends("auto", syscalls_);
     EXPECT_EQ(names_of(opened), (std::vector<std::string>{"ion", "dma-heap", "udmabuf", "memfd"}));
-    EXPECT_TRUE(opened.missing.empty());
+    EXPECT_TRUE(opened.missing().empty());
     EXPECT_EQ(opened.backends.front()->heaps().front()->name(), "ion:ion_system_heap");
 }
 
@@ -94,8 +94,8 @@ TEST_F(OpenBackends, AnIonDeviceWithoutHeapsIsMissing)
     const int ion = testing::expect_device(syscalls_, "/dev/ion");
     EXPECT_CALL(syscalls_, ioctl(ion, ION_IOC_HEAP_QUERY, _)).WillOnce(testing::answer_heap_query({}));
     const OpenedBackends opened = open_backends("auto", syscalls_);
-    ASSERT_FALSE(opened.missing.empty());
-    EXPECT_EQ(opened.missing.front(), "ion: /dev/ion reports no heaps");
+    ASSERT_FALSE(opened.missing().empty());
+    EXPECT_EQ(opened.missing().front(), "ion: /dev/ion reports no heaps");
 }
 
 TEST_F(OpenBackends, AnEmptyDmaHeapDirectoryIsMissing)
@@ -104,8 +104,8 @@ TEST_F(OpenBackends, AnEmptyDmaHeapDirectoryIsMissing)
     EXPECT_CALL(syscalls_, list_char_devices(StrEq("/dev/dma_heap")))
         .WillOnce(Return(std::vector<std::string>{}));
     const OpenedBackends opened = open_backends("auto", syscalls_);
-    ASSERT_EQ(opened.missing.size(), 3u);
-    EXPECT_EQ(opened.missing[1], "dma-heap: /dev/dma_heap has no heaps");
+    ASSERT_EQ(opened.missing().size(), 3u);
+    EXPECT_EQ(opened.missing()[1], "dma-heap: /dev/dma_heap has no heaps");
 }
 
 TEST_F(OpenBackends, ABackendNamedAloneOpensNothingElse)
@@ -114,7 +114,7 @@ TEST_F(OpenBackends, ABackendNamedAloneOpensNothingElse)
     for (const std::string_view choice : {"ion", "dma-heap", "udmabuf", "memfd"}) {
         const OpenedBackends opened = open_backends(choice, syscalls_);
         EXPECT_EQ(names_of(opened), std::vector<std::string>{std::string(choice)});
-        EXPECT_TRUE(opened.missing.empty());
+        EXPECT_TRUE(opened.missing().empty());
     }
 }
 
@@ -125,8 +125,8 @@ TEST_F(OpenBackends, ABackendNamedAloneThatCannotOpenIsMissingAndNothingStandsIn
     for (const std::string_view choice : {"ion", "dma-heap", "udmabuf"}) {
         const OpenedBackends opened = open_backends(choice, syscalls_);
         EXPECT_TRUE(opened.backends.empty()) << choice;
-        ASSERT_EQ(opened.missing.size(), 1u);
-        EXPECT_EQ(opened.missing.front().rfind(std::string(choice) + ": ", 0), 0u) << opened.missing.front();
+        ASSERT_EQ(opened.missing().size(), 1u);
+        EXPECT_EQ(opened.missing().front().rfind(std::string(choice) + ": ", 0), 0u) << opened.missing().front();
     }
 }
 
