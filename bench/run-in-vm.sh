@@ -11,7 +11,7 @@
 #                           [-- BENCH ARGUMENTS]
 # The bench's arguments default to a run of about 10 minutes under TCG (an
 # 8 MiB ION or udmabuf allocation takes tens of milliseconds there):
-#   --iterations 800 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M
+#   --iterations 600 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M
 # Under TCG only the ratios mean anything, never the times.
 # env: IONSVC_VM_TIMEOUT (the whole VM, default here 30m),
 #      IONSVC_VM_GUEST_TIMEOUT (one backend's run, seconds, default here 900),
@@ -24,7 +24,7 @@ build=$source_dir/build
 series=6.12
 backends=ion,dma-heap,udmabuf,memfd
 out=''
-bench_arguments=(--iterations 800 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M)
+bench_arguments=(--iterations 600 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M)
 
 die() {
     echo "run-in-vm.sh: $*" >&2
