@@ -19,7 +19,8 @@
 // allocation (rtt), to split the floor into its parts; and, at 4 KiB,
 //   batch    one Alloc of 16 buffers and one Free of all 16, against
 //   singles  16 Allocs of one buffer and 16 Frees of one.
-// fleet.h has the cases with many client processes (concurrency, scale).
+// fleet.h has the cases with many client processes (concurrency, scale),
+// pool.h the populated allocations with and without the warm pool.
 //
 // The cases take turns in rounds so that drift on a shared machine (a VM's
 // neighbours, frequency changes) lands on all of them alike, and the bench,
@@ -43,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fleet.h"
+#include "pool.h"
 #include "processes.h"
 #include "raw_allocation.h"
 #include "summary.h"
@@ -106,6 +108,7 @@ struct Options
     std::string backend = "memfd";
     std::string heap; // empty: the backend's system heap
     FleetOptions fleet;
+    PoolOptions pool;
 };
 
 // Iterations of a case in total, or in a round of `rounds`.
@@ -468,6 +471,7 @@ int run(Options options)
         options.fleet.scale_buffers = 10;
         options.fleet.scale_iterations = 20;
         options.fleet.stats_iterations = 3;
+        options.pool.iterations = 5;
     } else if (options.warmup == 0) {
         options.warmup = std::max<std::size_t>(options.iterations / 10, 100);
     }
@@ -540,6 +544,14 @@ int run(Options options)
 
     if (daemon)
         daemon->stop();
+    // Needs daemons with configs of its own: only with --daemon. Its pool
+    // and raw-populated cases are memfd's.
+    if (wanted(options, "pool") && !options.daemon_path.empty() && options.backend == "memfd") {
+        options.pool.daemon_path = options.daemon_path;
+        options.pool.server_cpu = placement.server_cpu;
+        auto pool_rows = run_pool(options.pool);
+        rows.insert(rows.end(), pool_rows.begin(), pool_rows.end());
+    }
 
     if (options.json)
         print_json(rows, options);
@@ -581,9 +593,9 @@ int parse_and_run(int argc, char **argv)
         ->capture_default_str();
     app.add_option("--only", options.only,
                    "Run only these kinds of case (e.g. to profile one): daemon, floor, floor2, "
-                   "raw, rtt, batch, concurrency, scale")
+                   "raw, rtt, batch, concurrency, scale, pool")
         ->check(CLI::IsMember(
-            {"daemon", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale"}))
+            {"daemon", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale", "pool"}))
         ->delimiter(',');
     app.add_option("--concurrency-clients", options.fleet.client_counts,
                    "Client processes at once in the concurrency case, comma-separated")
@@ -611,6 +623,9 @@ int parse_and_run(int argc, char **argv)
     app.add_option("--heap", options.heap,
                    "The heap of that backend, as ionsvcd names it (default: its system heap: "
                    "memfd, the first ion:<name> of type system, dma-heap:system, udmabuf)");
+    app.add_option("--pool-iterations", options.pool.iterations,
+                   "Populated allocations per size, from the warm pool and without it")
+        ->capture_default_str();
     app.add_flag("--smoke", options.smoke, "A few iterations of every case, to check that all run");
     app.add_flag("--json", options.json, "Print a JSON array, one object per case");
     auto *socket = app.add_option("--socket", options.socket_path,

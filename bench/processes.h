@@ -281,16 +281,26 @@ private:
 class DaemonProcess
 {
 public:
-    DaemonProcess(const std::string &executable, const std::string &backend, std::optional<int> cpu)
+    // config: the text of its config file; the machine's own
+    // (/etc/ionsvc/ionsvc.conf) is never read, so that runs compare.
+    DaemonProcess(const std::string &executable, const std::string &backend, std::optional<int> cpu,
+                  const std::string &config = {})
     {
         char pattern[] = "/tmp/ionsvc-bench.XXXXXX";
         if (!::mkdtemp(pattern))
             throw BenchError("mkdtemp failed: " + errno_text(errno));
         directory_ = pattern;
         socket_path_ = directory_ + "/ionsvc.sock";
+        const std::string config_path = directory_ + "/ionsvc.conf";
+        std::FILE *file = std::fopen(config_path.c_str(), "w");
+        const bool written = file && std::fwrite(config.data(), 1, config.size(), file) == config.size();
+        if (!file || std::fclose(file) != 0 || !written) {
+            remove_directory();
+            throw BenchError("cannot write " + config_path);
+        }
 
         std::vector<std::string> arguments{executable, "--socket", socket_path_, "--backend",
-                                           backend, "--log-level", "warn"};
+                                           backend, "--log-level", "warn", "--config", config_path};
         std::vector<char *> argv;
         for (auto &argument : arguments)
             argv.push_back(argument.data());

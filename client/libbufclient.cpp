@@ -318,7 +318,7 @@ Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
     for (int i = 0; i < infos.size(); ++i) {
         const auto &info = infos[i];
         buffers.emplace_back(std::move(answer->fds[static_cast<std::size_t>(i)]), info.id(),
-                             info.size(), info.heap());
+                             info.size(), info.heap(), info.from_pool());
     }
     connection_->note_held(buffers);
     return buffers;
@@ -444,7 +444,8 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
         heaps.push_back({heap.name(), heap.backend(), heap.type(), heap.live_bytes(),
                          heap.live_buffers(), heap.peak_bytes(),
                          {heap.aliases().begin(), heap.aliases().end()},
-                         heap.has_ion_heap_id() ? std::optional{heap.ion_heap_id()} : std::nullopt});
+                         heap.has_ion_heap_id() ? std::optional{heap.ion_heap_id()} : std::nullopt,
+                         heap.pool_bytes(), heap.pool_buffers()});
     }
     return heaps;
 }
@@ -485,6 +486,8 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
         entry.type = heap.type();
         entry.total_bytes = heap.total_bytes();
         entry.total_buffers = heap.total_buffers();
+        entry.pool_bytes = heap.pool_bytes();
+        entry.pool_buffers = heap.pool_buffers();
         for (const auto &orphan : heap.orphaned())
             entry.orphaned.push_back(
                 {orphan.comm(), orphan.pid(), orphan.size(), orphan.map_count(), orphan.refcount()});

@@ -85,6 +85,9 @@ std::string ion_heap_body(const bufclient::HeapStats &heap, const std::vector<bu
     text += ion_heap_total_line("total orphaned", orphaned_bytes(heap));
     // total_bytes already counts the orphans, as ION's total does.
     text += ion_heap_total_line("total ", heap.total_bytes);
+    // Like the page pools ION's system heap listed: memory held, nobody's.
+    if (heap.pool_bytes > 0)
+        text += ion_heap_total_line("total pool", heap.pool_bytes);
     text += kIonDashes;
     return text;
 }
@@ -330,7 +333,8 @@ std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps)
                         heap.ion_heap_id ? std::to_string(*heap.ion_heap_id) : "-",
                         heap.aliases.empty() ? "-" : join_names(heap.aliases),
                         std::to_string(heap.live_buffers), std::to_string(heap.live_bytes),
-                        human_size(heap.live_bytes), std::to_string(heap.peak_bytes)});
+                        human_size(heap.live_bytes), std::to_string(heap.peak_bytes),
+                        std::to_string(heap.pool_buffers), human_size(heap.pool_bytes)});
     return render_table(
         {
             {"HEAP", Align::kLeft},
@@ -342,6 +346,8 @@ std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps)
             {"BYTES", Align::kRight},
             {"SIZE", Align::kRight},
             {"PEAK", Align::kRight},
+            {"POOL", Align::kRight},
+            {"POOL_SIZE", Align::kRight},
         },
         rows);
 }
@@ -389,6 +395,8 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
             {"total_buffers", heap.total_buffers},
             {"orphaned", std::move(orphaned)},
             {"orphaned_bytes", orphaned_bytes(heap)},
+            {"pool_bytes", heap.pool_bytes},
+            {"pool_buffers", heap.pool_buffers},
         });
     }
 
@@ -423,6 +431,8 @@ nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)
             {"peak_bytes", heap.peak_bytes},
             {"aliases", heap.aliases},
             {"ion_heap_id", heap.ion_heap_id ? nlohmann::json(*heap.ion_heap_id) : nlohmann::json()},
+            {"pool_bytes", heap.pool_bytes},
+            {"pool_buffers", heap.pool_buffers},
         });
     }
     return {{"heaps", std::move(array)}};

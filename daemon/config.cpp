@@ -276,6 +276,60 @@ Expected<void, std::string> parse_access(std::string_view source, const toml::no
     return {};
 }
 
+Expected<void, std::string> parse_pool_heap(std::string_view source, std::string_view heap,
+                                            const toml::node &node, PoolConfig &pool)
+{
+    const std::string origin = "pool.heaps." + std::string{heap};
+    const toml::table *classes = node.as_table();
+    if (classes == nullptr)
+        return Failure{where(source, node.source()) + "'" + origin +
+                       "' must be a table of sizes and counts, like \"1M\" = 4"};
+    for (const auto &[key, value] : *classes) {
+        const std::string class_origin = origin + "." + std::string{key.str()};
+        // The key is a size written as a string: parse it as one.
+        const toml::value<std::string> size_text{std::string{key.str()}};
+        auto size = parse_size(source, size_text);
+        if (!size || *size == 0)
+            return Failure{where(source, key.source()) + "'" + class_origin +
+                           "': the key is a buffer size like \"1M\" or \"4096\", greater than zero"};
+        const auto count = value.value_exact<std::int64_t>();
+        if (!count || *count < 0 || *count > kMaxPoolClassCount)
+            return Failure{where(source, value.source()) + "'" + class_origin +
+                           "' is the number of buffers to keep ready, 0 to " +
+                           std::to_string(kMaxPoolClassCount)};
+        pool.classes.push_back({std::string{heap}, *size, static_cast<std::uint32_t>(*count), class_origin});
+    }
+    return {};
+}
+
+Expected<void, std::string> parse_pool(std::string_view source, const toml::node &node, Config &config)
+{
+    const toml::table *pool = node.as_table();
+    if (pool == nullptr)
+        return Failure{where(source, node.source()) + "'pool' must be a table"};
+    for (const auto &[key, value] : *pool) {
+        if (key.str() == "min_available") {
+            auto bytes = parse_size(source, value);
+            if (!bytes)
+                return Failure{bytes.error()};
+            config.pool.min_available = *bytes;
+        } else if (key.str() == "heaps") {
+            const toml::table *heaps = value.as_table();
+            if (heaps == nullptr)
+                return Failure{where(source, value.source()) + "'pool.heaps' must be a table"};
+            for (const auto &[heap, classes] : *heaps) {
+                auto parsed = parse_pool_heap(source, heap.str(), classes, config.pool);
+                if (!parsed)
+                    return parsed;
+            }
+        } else {
+            return Failure{where(source, key.source()) + "unknown setting 'pool." + std::string{key.str()} +
+                           "' (min_available and heaps are)"};
+        }
+    }
+    return {};
+}
+
 } // namespace
 
 Expected<Config, std::string> parse_config(std::string_view text, std::string_view source)
@@ -290,10 +344,11 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
 
     Config config;
     for (const auto &[key, value] : root) {
-        if (key.str() == "aliases" || key.str() == "quota" || key.str() == "access") {
-            auto parsed = key.str() == "aliases" ? parse_aliases(source, value, config)
-                          : key.str() == "quota" ? parse_quota(source, value, config)
-                                                 : parse_access(source, value, config);
+        if (key.str() == "aliases" || key.str() == "quota" || key.str() == "access" || key.str() == "pool") {
+            auto parsed = key.str() == "aliases"  ? parse_aliases(source, value, config)
+                          : key.str() == "quota"  ? parse_quota(source, value, config)
+                          : key.str() == "access" ? parse_access(source, value, config)
+                                                  : parse_pool(source, value, config);
             if (!parsed)
                 return Unexpected{parsed.error()};
             continue;

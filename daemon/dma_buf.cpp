@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "proc_text.h"
+
 namespace ionsvc {
 
 static_assert(kMaxDmaBufNameLength + 1 == DMA_BUF_NAME_LEN);
@@ -43,20 +45,25 @@ std::string dma_buf_name(std::string_view buffer_name)
 
 Expected<UniqueFD, int> DmaBufNamer::name(UniqueFD dma_buf, std::string_view buffer_name)
 {
-    if (!kernel_names_)
-        return dma_buf;
-    std::string name = dma_buf_name(buffer_name);
-    const int ret = syscalls_.ioctl(dma_buf.get(), DMA_BUF_SET_NAME_B, name.data());
-    if (ret == -ENOTTY) {
-        kernel_names_ = false;
-        spdlog::warn("{}: this kernel cannot name dma-bufs (DMA_BUF_SET_NAME_B: {}); its buffers "
-                     "stay unnamed",
-                     backend_, std::strerror(ENOTTY));
-        return dma_buf;
-    }
-    if (ret < 0)
+    if (const int ret = rename(dma_buf.get(), buffer_name); ret < 0)
         return Unexpected{ret};
     return dma_buf;
+}
+
+int DmaBufNamer::rename(int dma_buf, std::string_view buffer_name)
+{
+    if (!kernel_names_)
+        return 0;
+    std::string name = dma_buf_name(buffer_name);
+    const int ret = syscalls_.ioctl(dma_buf, DMA_BUF_SET_NAME_B, name.data());
+    if (ret == -ENOTTY) {
+        if (kernel_names_.exchange(false))
+            spdlog::warn("{}: this kernel cannot name dma-bufs (DMA_BUF_SET_NAME_B: {}); its buffers "
+                         "stay unnamed",
+                         backend_, std::strerror(ENOTTY));
+        return 0;
+    }
+    return ret < 0 ? ret : 0;
 }
 
 Expected<UniqueFD, std::string> open_device(Syscalls &syscalls, const std::string &path,
@@ -74,25 +81,14 @@ Expected<UniqueFD, std::string> open_device(Syscalls &syscalls, const std::strin
 
 Expected<long, int> fdinfo_count(std::string_view text)
 {
-    constexpr std::string_view kKey = "count:";
-    for (std::size_t start = 0; start < text.size();) {
-        std::size_t end = text.find('\n', start);
-        if (end == std::string_view::npos)
-            end = text.size();
-        std::string_view line = text.substr(start, end - start);
-        start = end + 1;
-        if (!line.starts_with(kKey))
-            continue;
-        line.remove_prefix(kKey.size());
-        while (!line.empty() && (line.front() == '\t' || line.front() == ' '))
-            line.remove_prefix(1);
-        long count = 0;
-        const auto [last, error] = std::from_chars(line.data(), line.data() + line.size(), count);
-        if (error != std::errc() || last != line.data() + line.size())
-            return Unexpected{-ENODATA};
-        return count;
-    }
-    return Unexpected{-ENODATA};
+    const auto value = proc_field(text, "count:");
+    if (!value)
+        return Unexpected{-ENODATA};
+    long count = 0;
+    const auto [last, error] = std::from_chars(value->data(), value->data() + value->size(), count);
+    if (error != std::errc() || last != value->data() + value->size())
+        return Unexpected{-ENODATA};
+    return count;
 }
 
 Expected<long, int> dma_buf_reference_count(Syscalls &syscalls, int fd)

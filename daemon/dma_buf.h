@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,11 +35,15 @@ public:
     // (ENOTTY) cannot name buffers: that is said once and the buffers go
     // unnamed, since failing every allocation for a label helps nobody.
     Expected<UniqueFD, int> name(UniqueFD dma_buf, std::string_view buffer_name);
+    // The same for a dma-buf that stays with the caller: 0 or -errno.
+    int rename(int dma_buf, std::string_view buffer_name);
 
 private:
     Syscalls &syscalls_;
     std::string_view backend_;
-    bool kernel_names_ = true;
+    // Cleared by the event loop or the warm pool's thread, whichever learns
+    // first that the kernel cannot name dma-bufs.
+    std::atomic<bool> kernel_names_ = true;
 };
 
 // The device node at path, opened read-write and close-on-exec, or why not:

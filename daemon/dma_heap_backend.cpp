@@ -61,6 +61,8 @@ public:
         return namer_.name(UniqueFD{static_cast<int>(request.fd)}, buffer_name);
     }
 
+    int rename(int fd, std::string_view buffer_name) override { return namer_.rename(fd, buffer_name); }
+
 private:
     Syscalls &syscalls_;
     std::string name_;

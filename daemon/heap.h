@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,8 +41,20 @@ public:
 
     // Allocates one buffer of size bytes (a whole number of pages) and
     // returns the fd that owns it, or -errno.
+    // flags are ION's cache flags (ALLOC_FLAG_CACHED...); heaps without
+    // such a choice ignore them.
     virtual Expected<UniqueFD, int> allocate(std::uint64_t size, std::uint32_t flags,
                                              std::string_view buffer_name) = 0;
+
+    // Backs every page of a buffer of this heap now, so that its first use
+    // does not fault them in: 0 or -errno. Heaps whose kernel allocator
+    // backs buffers as it makes them (every dma-buf heap) have nothing to do.
+    virtual int populate(int /*fd*/, std::uint64_t /*size*/) { return 0; }
+
+    // Gives a buffer made earlier (by the warm pool) the name it would have
+    // had if made now: 0 or -errno. Where the name is fixed at creation
+    // (memfd), -EOPNOTSUPP.
+    virtual int rename(int /*fd*/, std::string_view /*buffer_name*/) { return -EOPNOTSUPP; }
 };
 
 // A family of heaps behind one kernel interface (memfd, ION, dma-heap,

@@ -29,6 +29,7 @@
 #include "listener.h"
 #include "server.h"
 #include "service.h"
+#include "warm_pool.h"
 
 namespace {
 
@@ -140,10 +141,22 @@ void check_config_heaps(const ionsvc::Config &config, const ionsvc::Allocator &a
         check("access.heaps", name);
 }
 
-// SIGHUP: reads the config file again. Quotas apply at once, to the next
-// allocation; aliases need a restart (the heaps are resolved at start). A
-// broken file keeps the old config.
-void reload_config(const Options &options, ionsvc::Service &service, const ionsvc::Allocator &allocator)
+void configure_pool(ionsvc::WarmPool &pool, const ionsvc::PoolConfig &config)
+{
+    for (const std::string &warning : pool.configure(config))
+        spdlog::warn("{}", warning);
+    for (const ionsvc::PoolClass &pool_class : config.classes) {
+        if (pool_class.count > 0)
+            spdlog::info("warm pool: {} buffers of {} bytes ready in heap '{}' ({})", pool_class.count,
+                         pool_class.size, pool_class.heap, pool_class.origin);
+    }
+}
+
+// SIGHUP: reads the config file again. Quotas, access rules and the warm
+// pool apply at once; aliases need a restart (the heaps are resolved at
+// start). A broken file keeps the old config.
+void reload_config(const Options &options, ionsvc::Service &service, const ionsvc::Allocator &allocator,
+                   ionsvc::WarmPool &pool)
 {
     sd_notify(0, "RELOADING=1");
     auto config = ionsvc::load_config(options.config_path, !options.config_given);
@@ -153,7 +166,9 @@ void reload_config(const Options &options, ionsvc::Service &service, const ionsv
         check_config_heaps(*config, allocator);
         service.set_quota(std::move(config->quota));
         service.set_access(std::move(config->access));
-        spdlog::info("reloaded {}: quotas and access rules applied (aliases change only at a restart)",
+        configure_pool(pool, config->pool);
+        spdlog::info("reloaded {}: quotas, access rules and the warm pool applied (aliases change only "
+                     "at a restart)",
                      options.config_path);
     }
     sd_notify(0, "READY=1");
@@ -207,10 +222,13 @@ int run(const Options &options)
         spdlog::info("listening on {} (clients and ionsvc-ctl: {}={})", options.socket_path,
                      kSocketEnvironmentVariable, options.socket_path);
 
+    WarmPool pool(allocator, real_syscalls());
     Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
     check_config_heaps(*config, allocator);
     service.set_quota(config->quota);
     service.set_access(config->access);
+    service.set_pool(&pool);
+    configure_pool(pool, config->pool);
     boost::asio::io_context io(1);
     Server server(io, service, std::move(listener->socket));
     WatchdogPinger watchdog(io);
@@ -233,7 +251,7 @@ int run(const Options &options)
         [&](const boost::system::error_code &error, int) {
             if (error)
                 return;
-            run_guarded("reloading the config", [&] { reload_config(options, service, allocator); });
+            run_guarded("reloading the config", [&] { reload_config(options, service, allocator, pool); });
             hangup.async_wait(on_hangup);
         };
     hangup.async_wait(on_hangup);

@@ -53,6 +53,12 @@ public:
         return fd;
     }
 
+    // Sealed against growing, not against backing what is there.
+    int populate(int fd, std::uint64_t size) override
+    {
+        return syscalls_.fallocate(fd, static_cast<off_t>(size));
+    }
+
 private:
     Syscalls &syscalls_;
 };

@@ -32,7 +32,10 @@ static_assert(static_cast<int>(StatusCode::kNotFound) == wire::NOT_FOUND);
 static_assert(static_cast<int>(StatusCode::kInternal) == wire::INTERNAL);
 static_assert(static_cast<int>(StatusCode::kUnavailable) == wire::UNAVAILABLE);
 
-constexpr std::uint32_t kKnownAllocFlags = wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC;
+constexpr std::uint32_t kKnownAllocFlags =
+    wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC | wire::ALLOC_FLAG_POPULATED;
+// The flags that reach a heap: ION's. POPULATED is the daemon's business.
+constexpr std::uint32_t kHeapFlags = wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC;
 
 // The longest a share token may live.
 constexpr std::chrono::milliseconds kMaxShareTtl = std::chrono::hours(24 * 7);
@@ -193,6 +196,11 @@ void Service::list_heaps(ClientContext &client, Response &response)
         info.set_live_bytes(usage.bytes);
         info.set_live_buffers(usage.buffers);
         info.set_peak_bytes(usage.peak_bytes);
+        if (pool_) {
+            const WarmPool::Level pool = pool_->level(i);
+            info.set_pool_bytes(pool.bytes);
+            info.set_pool_buffers(pool.buffers);
+        }
         for (std::string &alias : allocator_.registry().aliases_of(i))
             info.add_aliases(std::move(alias));
         if (const auto ion_heap_id = allocator_.registry().heap(i).ion_heap_id)
@@ -224,10 +232,11 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     }
     if (const std::uint32_t unknown = request.flags() & ~kKnownAllocFlags) {
         set_error(response, StatusCode::kInvalidArgument,
-                  fmt::format("unknown flags {:#x}: known flags are CACHED ({:#x}) and "
-                              "CACHED_NEEDS_SYNC ({:#x})",
+                  fmt::format("unknown flags {:#x}: known flags are CACHED ({:#x}), "
+                              "CACHED_NEEDS_SYNC ({:#x}) and POPULATED ({:#x})",
                               unknown, static_cast<unsigned>(wire::ALLOC_FLAG_CACHED),
-                              static_cast<unsigned>(wire::ALLOC_FLAG_CACHED_NEEDS_SYNC)));
+                              static_cast<unsigned>(wire::ALLOC_FLAG_CACHED_NEEDS_SYNC),
+                              static_cast<unsigned>(wire::ALLOC_FLAG_POPULATED)));
         return;
     }
 
@@ -251,7 +260,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 
     // With several candidate heaps (an ION mask), the next one gets the
     // whole batch when one fails; the last failure is the one reported.
-    std::vector<UniqueFD> fds;
+    std::vector<MadeBuffer> made;
     HeapIndex heap = candidates.front();
     BatchFailure failure;
     for (const HeapIndex candidate : candidates) {
@@ -274,17 +283,17 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         }
         auto batch = allocate_batch(candidate, *size, request.flags(), name, count);
         if (batch) {
-            fds = std::move(*batch);
+            made = std::move(*batch);
             heap = candidate;
             break;
         }
         failure = batch.error();
     }
-    if (fds.empty() && !failure.refusal.empty()) {
+    if (made.empty() && !failure.refusal.empty()) {
         set_error(response, failure.refusal_code, failure.refusal);
         return;
     }
-    if (fds.empty()) {
+    if (made.empty()) {
         set_error(response, allocation_status(failure.error),
                   fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}",
                               failure.index + 1, count, *size, allocator_.heap(failure.heap).heap->name(),
@@ -298,13 +307,14 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     wire::AllocReply &reply = *response.reply.mutable_alloc();
     response.fds.reserve(count);
     response.allocated.reserve(count);
-    for (UniqueFD &fd : fds) {
-        const int number = fd.get();
-        const BufferId id = books_.add_buffer(client.id, heap, *size, std::move(fd), watched);
+    for (MadeBuffer &buffer : made) {
+        const int number = buffer.fd.get();
+        const BufferId id = books_.add_buffer(client.id, heap, *size, std::move(buffer.fd), watched);
         wire::BufferInfo &info = *reply.add_buffers();
         info.set_id(id);
         info.set_size(*size);
         info.set_heap(std::string(heap_name));
+        info.set_from_pool(buffer.from_pool);
         response.fds.push_back(number);
         response.allocated.push_back(id);
     }
@@ -323,20 +333,38 @@ std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client
     return refusal;
 }
 
-Expected<std::vector<UniqueFD>, Service::BatchFailure>
+Expected<std::vector<Service::MadeBuffer>, Service::BatchFailure>
 Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags, std::string_view name,
                         std::uint32_t count)
 {
+    Heap &source = *allocator_.heap(heap).heap;
+    const std::uint32_t heap_flags = flags & kHeapFlags;
+    // Pool buffers are made without cache flags: they serve requests
+    // without them (populated or not: they are populated).
+    const bool poolable = pool_ != nullptr && heap_flags == 0;
     // All or nothing: a failure closes the buffers made so far.
-    std::vector<UniqueFD> fds;
-    fds.reserve(count);
+    std::vector<MadeBuffer> made;
+    made.reserve(count);
     for (std::uint32_t i = 0; i < count; ++i) {
-        auto fd = allocator_.allocate(heap, size, flags, name);
+        if (UniqueFD fd = poolable ? pool_->take(heap, size) : UniqueFD{}) {
+            // A memfd's name is fixed when it is made: it stays the pool's.
+            const int ret = source.rename(fd.get(), name);
+            if (ret == 0 || ret == -EOPNOTSUPP) {
+                made.push_back({std::move(fd), true});
+                continue;
+            }
+            // A buffer that cannot carry its owner's name is not handed out.
+        }
+        auto fd = allocator_.allocate(heap, size, heap_flags, name);
         if (!fd)
             return Unexpected{BatchFailure{fd.error(), i, heap}};
-        fds.push_back(std::move(*fd));
+        if (flags & wire::ALLOC_FLAG_POPULATED) {
+            if (const int ret = source.populate(fd->get(), size); ret < 0)
+                return Unexpected{BatchFailure{ret, i, heap}};
+        }
+        made.push_back({std::move(*fd), false});
     }
-    return fds;
+    return made;
 }
 
 std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &request, Response &response) const
@@ -455,6 +483,11 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
         stats.set_type(std::string(entry.heap->type()));
         stats.set_total_bytes(totals[heap].bytes);
         stats.set_total_buffers(totals[heap].buffers);
+        if (pool_) {
+            const WarmPool::Level pool = pool_->level(heap);
+            stats.set_pool_bytes(pool.bytes);
+            stats.set_pool_buffers(pool.buffers);
+        }
     }
     for (const BufferId id : orphans) {
         const OrphanRecord &orphan = books_.orphans().at(id);

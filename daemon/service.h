@@ -17,6 +17,7 @@
 #include "config.h"
 #include "quota.h"
 #include "share_table.h"
+#include "warm_pool.h"
 #include "buffer.pb.h"
 
 namespace ionsvc {
@@ -107,6 +108,8 @@ public:
     // The limits from the config file; replaced as a whole on reload.
     void set_quota(QuotaConfig quota) { quota_ = std::move(quota); }
     void set_access(AccessConfig access) { access_ = std::move(access); }
+    // Where allocations look first; none: every buffer is made on request.
+    void set_pool(WarmPool *pool) { pool_ = pool; }
 
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
@@ -132,8 +135,13 @@ private:
         std::string refusal;
         StatusCode refusal_code = StatusCode::kOk;
     };
-    // count buffers from heap, or nothing and why.
-    Expected<std::vector<UniqueFD>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
+    struct MadeBuffer
+    {
+        UniqueFD fd;
+        bool from_pool = false;
+    };
+    // count buffers from heap (the warm pool's first), or nothing and why.
+    Expected<std::vector<MadeBuffer>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
                                                                  std::uint32_t flags, std::string_view name,
                                                                  std::uint32_t count);
     // The heaps an allocation may come from, in the order to try them;
@@ -152,6 +160,7 @@ private:
     Allocator &allocator_;
     Books books_;
     ShareTable shares_;
+    WarmPool *pool_ = nullptr;
     QuotaConfig quota_;
     AccessConfig access_;
     ServiceLimits limits_;

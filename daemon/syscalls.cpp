@@ -44,6 +44,11 @@ public:
         return ::fcntl(fd, F_ADD_SEALS, seals) < 0 ? -errno : 0;
     }
 
+    int fallocate(int fd, off_t length) override
+    {
+        return ::fallocate(fd, 0, 0, length) < 0 ? -errno : 0;
+    }
+
     Expected<UniqueFD, int> open(const char *path, int flags) override
     {
         const int fd = ::open(path, flags);

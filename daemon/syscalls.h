@@ -25,6 +25,8 @@ public:
     virtual Expected<UniqueFD, int> memfd_create(const char *name, unsigned int flags) = 0;
     virtual int ftruncate(int fd, off_t length) = 0;
     virtual int add_seals(int fd, int seals) = 0;
+    // Backs bytes [0, length) of a file with pages now (fallocate mode 0).
+    virtual int fallocate(int fd, off_t length) = 0;
 
     // Device nodes: /dev/ion, /dev/dma_heap/<heap>, /dev/udmabuf.
     virtual Expected<UniqueFD, int> open(const char *path, int flags) = 0;

@@ -79,6 +79,8 @@ public:
         return namer_.name(UniqueFD{ret}, buffer_name);
     }
 
+    int rename(int fd, std::string_view buffer_name) override { return namer_.rename(fd, buffer_name); }
+
 private:
     Syscalls &syscalls_;
     std::unique_ptr<Backend> memfds_;

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "config.h"
+#include "config_mistakes.h"
 
 namespace ionsvc {
 namespace {
@@ -106,6 +110,61 @@ TEST(Config, LoadsAFileFromDisk)
     std::remove(path.c_str());
     ASSERT_TRUE(config) << config.error();
     EXPECT_THAT(find_alias(*config, "scratch")->candidates, ElementsAre("memfd"));
+}
+
+} // namespace
+} // namespace ionsvc
+
+namespace ionsvc {
+namespace {
+
+TEST(PoolConfig, IsEmptyByDefaultWithA256MebibyteThreshold)
+{
+    const auto config = parse_config("", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    EXPECT_TRUE(config->pool.classes.empty());
+    EXPECT_EQ(config->pool.min_available, 256ull << 20);
+}
+
+TEST(PoolConfig, ReadsSizeClassesPerHeapAndTheThreshold)
+{
+    const auto config = parse_config(R"(
+[pool]
+min_available = "1G"
+[pool.heaps.memfd]
+"1M" = 4
+"8M" = 0
+[pool.heaps."dma-heap:system"]
+"65536" = 2
+)",
+                                     "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    EXPECT_EQ(config->pool.min_available, 1ull << 30);
+    ASSERT_EQ(config->pool.classes.size(), 3u);
+    std::vector<std::tuple<std::string, std::uint64_t, std::uint32_t, std::string>> classes;
+    for (const PoolClass &pool_class : config->pool.classes)
+        classes.emplace_back(pool_class.heap, pool_class.size, pool_class.count, pool_class.origin);
+    std::sort(classes.begin(), classes.end());
+    EXPECT_EQ(classes[0], std::make_tuple(std::string("dma-heap:system"), 65536ull, 2u,
+                                          std::string("pool.heaps.dma-heap:system.65536")));
+    EXPECT_EQ(classes[1], std::make_tuple(std::string("memfd"), 1ull << 20, 4u, std::string("pool.heaps.memfd.1M")));
+    EXPECT_EQ(classes[2], std::make_tuple(std::string("memfd"), 8ull << 20, 0u, std::string("pool.heaps.memfd.8M")));
+}
+
+TEST(PoolConfig, MistakesNameTheirPlace)
+{
+    testing::expect_config_errors({
+        {"[pool]\nsize = 1\n", "test.conf:2:1: unknown setting 'pool.size' (min_available and heaps are)"},
+        {"[pool]\nmin_available = \"lots\"\n", "test.conf:2:17: a size is an integer or a string"},
+        {"pool = 3\n", "test.conf:1:8: 'pool' must be a table"},
+        {"[pool]\nheaps = 1\n", "test.conf:2:9: 'pool.heaps' must be a table"},
+        {"[pool.heaps]\nmemfd = 4\n", "test.conf:2:9: 'pool.heaps.memfd' must be a table of sizes and counts"},
+        {"[pool.heaps.memfd]\n\"1Q\" = 4\n", "test.conf:2:1: 'pool.heaps.memfd.1Q': the key is a buffer size"},
+        {"[pool.heaps.memfd]\n\"0\" = 4\n", "test.conf:2:1: 'pool.heaps.memfd.0': the key is a buffer size"},
+        {"[pool.heaps.memfd]\n\"1M\" = -1\n", "test.conf:2:8: 'pool.heaps.memfd.1M' is the number of buffers to keep ready, 0 to 1024"},
+        {"[pool.heaps.memfd]\n\"1M\" = 1025\n", "'pool.heaps.memfd.1M' is the number of buffers to keep ready"},
+        {"[pool.heaps.memfd]\n\"1M\" = \"4\"\n", "'pool.heaps.memfd.1M' is the number of buffers to keep ready"},
+    });
 }
 
 } // namespace

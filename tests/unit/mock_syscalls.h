@@ -25,6 +25,9 @@ public:
         ON_CALL(*this, add_seals(_, _)).WillByDefault([](int fd, int seals) {
             return real_syscalls().add_seals(fd, seals);
         });
+        ON_CALL(*this, fallocate(_, _)).WillByDefault([](int fd, off_t length) {
+            return real_syscalls().fallocate(fd, length);
+        });
         ON_CALL(*this, open(_, _)).WillByDefault([](const char *path, int flags) {
             return real_syscalls().open(path, flags);
         });
@@ -49,6 +52,7 @@ public:
                 (override));
     MOCK_METHOD(int, ftruncate, (int fd, off_t length), (override));
     MOCK_METHOD(int, add_seals, (int fd, int seals), (override));
+    MOCK_METHOD(int, fallocate, (int fd, off_t length), (override));
     MOCK_METHOD((Expected<UniqueFD, int>), open, (const char *path, int flags), (override));
     MOCK_METHOD(int, ioctl, (int fd, unsigned long request, void *arg), (override));
     MOCK_METHOD((Expected<std::vector<std::string>, int>), list_char_devices, (const char *directory),

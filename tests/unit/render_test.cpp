@@ -108,6 +108,19 @@ TEST(IonHeapsView, DashLinesAreExactlyFiftyTwoDashes)
     EXPECT_EQ(dash_lines, 8);
 }
 
+TEST(IonHeapsView, AHeapWithAWarmPoolShowsItsPoolUnderTheTotal)
+{
+    bufclient::Stats stats = sample_stats();
+    stats.heaps.at(0).pool_bytes = 2097152;
+    stats.heaps.at(0).pool_buffers = 2;
+    const std::string text = render_ion_heaps(stats);
+    EXPECT_THAT(text, HasSubstr("          total             24576\n"
+                                "      total pool          2097152\n"
+                                "----------------------------------------------------\n"));
+    // Only the heap that has one.
+    EXPECT_EQ(text.find("total pool"), text.rfind("total pool"));
+}
+
 TEST(IonHeapsView, TotalLineIsTotalWithTrailingSpaceRightAlignedAndNotDoubleCountingOrphans)
 {
     const std::vector<std::string> lines = lines_of(render_ion_heaps(sample_stats()));
@@ -307,9 +320,9 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
     EXPECT_EQ(json.at("heaps"), nlohmann::json::parse(R"([
         {"name": "system", "backend": "memfd", "type": "system", "total_bytes": 24576, "total_buffers": 3,
          "orphaned": [{"comm": "mediaserver", "pid": 77, "size": 16384, "map_count": 1, "refcount": 2}],
-         "orphaned_bytes": 16384},
+         "orphaned_bytes": 16384, "pool_bytes": 0, "pool_buffers": 0},
         {"name": "camera_secure_carveout", "backend": "memfd", "type": "carveout", "total_bytes": 1114112,
-         "total_buffers": 2, "orphaned": [], "orphaned_bytes": 0}
+         "total_buffers": 2, "orphaned": [], "orphaned_bytes": 0, "pool_bytes": 0, "pool_buffers": 0}
     ])"));
 
     EXPECT_EQ(json.at("pids"), nlohmann::json::parse(R"([
@@ -355,16 +368,16 @@ TEST(JsonText, ReplacesInvalidUtf8InsteadOfThrowing)
 // -------------------------------------------------------------------------
 // `ionsvc-ctl heaps`.
 
-TEST(HeapList, ShowsEachHeapsBackendTypeIonIdAliasesAndLiveAndPeakUsage)
+TEST(HeapList, ShowsEachHeapsBackendTypeIonIdAliasesLiveAndPeakUsageAndPool)
 {
     const std::vector<bufclient::HeapInfo> heaps = {
-        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system", "scratch"}, std::nullopt},
+        {"memfd", "memfd", "system", 3145728, 3, 4194304, {"system", "scratch"}, std::nullopt, 2097152, 2},
         {"ion:camera_secure_carveout", "ion", "carveout", 0, 0, 0, {}, 2},
     };
     EXPECT_EQ(render_heap_list(heaps),
-              "HEAP                        BACKEND  TYPE      ION_ID  ALIASES         BUFFERS    BYTES    SIZE     PEAK\n"
-              "memfd                       memfd    system         -  system,scratch        3  3145728  3.0MiB  4194304\n"
-              "ion:camera_secure_carveout  ion      carveout       2  -                     0        0      0B        0\n");
+              "HEAP                        BACKEND  TYPE      ION_ID  ALIASES         BUFFERS    BYTES    SIZE     PEAK  POOL  POOL_SIZE\n"
+              "memfd                       memfd    system         -  system,scratch        3  3145728  3.0MiB  4194304     2     2.0MiB\n"
+              "ion:camera_secure_carveout  ion      carveout       2  -                     0        0      0B        0     0         0B\n");
 }
 
 TEST(HeapListJson, HasTheDocumentedFieldsAndValues)
@@ -376,9 +389,10 @@ TEST(HeapListJson, HasTheDocumentedFieldsAndValues)
     EXPECT_EQ(heaps_to_json(heaps), nlohmann::json::parse(R"({"heaps": [
         {"name": "memfd", "backend": "memfd", "type": "system",
          "live_bytes": 3145728, "live_buffers": 3, "peak_bytes": 4194304, "aliases": ["system"],
-         "ion_heap_id": null},
+         "ion_heap_id": null, "pool_bytes": 0, "pool_buffers": 0},
         {"name": "ion:ion_system_heap", "backend": "ion", "type": "system",
-         "live_bytes": 0, "live_buffers": 0, "peak_bytes": 0, "aliases": [], "ion_heap_id": 0}
+         "live_bytes": 0, "live_buffers": 0, "peak_bytes": 0, "aliases": [], "ion_heap_id": 0,
+         "pool_bytes": 0, "pool_buffers": 0}
     ]})"));
 }
 

@@ -2,6 +2,7 @@
 // The protocol border, driven packet by packet without sockets.
 #include <sys/stat.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -9,9 +10,11 @@
 #include <ionsvc/protocol.h>
 
 #include "fd_count.h"
+#include "harness.h"
 #include "memfd_backend.h"
 #include "mock_syscalls.h"
 #include "service.h"
+#include "warm_pool.h"
 
 namespace ionsvc {
 namespace {
@@ -204,6 +207,71 @@ TEST_F(ServiceTest, IonFlagsAreAccepted)
     EXPECT_EQ(alloc(4096, 1, "memfd", wire::ALLOC_FLAG_CACHED | wire::ALLOC_FLAG_CACHED_NEEDS_SYNC)
                   .reply.status(),
               wire::OK);
+}
+
+TEST_F(ServiceTest, APopulatedAllocationIsBackedBeforeTheReply)
+{
+    hello();
+    constexpr std::uint64_t kSize = 1 << 20;
+    const Response plain = alloc(kSize);
+    const Response populated = alloc(kSize, 1, "", wire::ALLOC_FLAG_POPULATED);
+    ASSERT_EQ(populated.reply.status(), wire::OK) << populated.reply.message();
+    ASSERT_EQ(plain.reply.status(), wire::OK) << plain.reply.message();
+    struct stat status{};
+    // st_blocks: 512-byte units of the pages a file has.
+    ASSERT_EQ(::fstat(populated.fds.at(0), &status), 0);
+    EXPECT_GE(static_cast<std::uint64_t>(status.st_blocks) * 512, kSize);
+    ASSERT_EQ(::fstat(plain.fds.at(0), &status), 0);
+    EXPECT_EQ(status.st_blocks, 0);
+    EXPECT_FALSE(populated.reply.alloc().buffers(0).from_pool());
+}
+
+TEST_F(ServiceTest, APopulateThatFailsIsOutOfMemoryAndLeavesNothingBehind)
+{
+    hello();
+    const std::size_t fds_before = test_support::open_fd_count();
+    EXPECT_CALL(syscalls_, fallocate(_, _)).WillOnce(Return(0)).WillOnce(Return(-ENOSPC));
+    const Response response = alloc(1 << 20, 2, "", wire::ALLOC_FLAG_POPULATED);
+    EXPECT_EQ(response.reply.status(), wire::OUT_OF_MEMORY);
+    EXPECT_THAT(response.reply.message(), HasSubstr("allocating buffer 2 of 2"));
+    EXPECT_THAT(response.reply.message(), HasSubstr(std::strerror(ENOSPC)));
+    EXPECT_TRUE(response.fds.empty());
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+    EXPECT_EQ(test_support::open_fd_count(), fds_before);
+}
+
+TEST_F(ServiceTest, AnAllocationOfAPooledSizeIsHandedOutOfTheWarmPoolAndSaysSo)
+{
+    constexpr std::uint64_t kSize = 1 << 20;
+    WarmPool pool(allocator_, syscalls_);
+    service_.set_pool(&pool);
+    PoolConfig config;
+    config.min_available = 0;
+    config.classes.push_back({"memfd", kSize, 2, "pool.heaps.memfd.1M"});
+    pool.configure(config);
+    ASSERT_TRUE(testing::eventually([&] { return pool.level(0).buffers == 2; }));
+
+    hello();
+    wire::Request heaps;
+    heaps.mutable_list_heaps();
+    const Response listed = send(heaps);
+    EXPECT_EQ(listed.reply.list_heaps().heaps(0).pool_buffers(), 2u);
+    EXPECT_EQ(listed.reply.list_heaps().heaps(0).pool_bytes(), 2 * kSize);
+    EXPECT_EQ(listed.reply.list_heaps().heaps(0).live_bytes(), 0u) << "pool memory is charged to nobody";
+
+    const Response pooled = alloc(kSize, 2);
+    ASSERT_EQ(pooled.reply.status(), wire::OK) << pooled.reply.message();
+    EXPECT_TRUE(pooled.reply.alloc().buffers(0).from_pool());
+    EXPECT_TRUE(pooled.reply.alloc().buffers(1).from_pool());
+    EXPECT_EQ(memfd_usage().bytes, 2 * kSize) << "handed out, they are the client's";
+
+    // Pool buffers carry no cache flags: such a request is served directly.
+    const Response cached = alloc(kSize, 1, "", wire::ALLOC_FLAG_CACHED);
+    ASSERT_EQ(cached.reply.status(), wire::OK);
+    EXPECT_FALSE(cached.reply.alloc().buffers(0).from_pool());
+    const Response other_size = alloc(2 * kSize);
+    EXPECT_FALSE(other_size.reply.alloc().buffers(0).from_pool());
+    service_.set_pool(nullptr);
 }
 
 TEST_F(ServiceTest, FreeTakesTheBuffersOutOfTheBooks)

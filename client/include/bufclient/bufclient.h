@@ -42,9 +42,11 @@ struct Error
 template<typename T>
 using Result = ionsvc::Expected<T, Error>;
 
-// Allocation flags, ION's bits.
+// Allocation flags: ION's cache bits, and one of ionsvc's own.
 inline constexpr std::uint32_t kFlagCached = 1;
 inline constexpr std::uint32_t kFlagCachedNeedsSync = 2;
+// Every page backed before the reply: first use does not fault them in.
+inline constexpr std::uint32_t kFlagPopulated = 4;
 
 // A buffer's memory mapped into this process; unmapped on destruction.
 class Mapping
@@ -75,8 +77,8 @@ private:
 class Buffer
 {
 public:
-    Buffer(UniqueFD fd, std::uint64_t id, std::uint64_t size, std::string heap)
-        : fd_(std::move(fd)), id_(id), size_(size), heap_(std::move(heap))
+    Buffer(UniqueFD fd, std::uint64_t id, std::uint64_t size, std::string heap, bool from_pool = false)
+        : fd_(std::move(fd)), id_(id), size_(size), heap_(std::move(heap)), from_pool_(from_pool)
     {
     }
 
@@ -88,6 +90,8 @@ public:
     std::uint64_t id() const { return id_; }
     std::uint64_t size() const { return size_; }
     const std::string &heap() const { return heap_; }
+    // The daemon's warm pool made it ahead (populated, never used before).
+    bool from_pool() const { return from_pool_; }
 
     Result<Mapping> map(int prot = PROT_READ | PROT_WRITE) const;
 
@@ -96,6 +100,7 @@ private:
     std::uint64_t id_;
     std::uint64_t size_;
     std::string heap_;
+    bool from_pool_;
 };
 
 struct AllocOptions
@@ -143,6 +148,9 @@ struct HeapInfo
     std::uint64_t peak_bytes = 0;
     std::vector<std::string> aliases; // names that lead here, e.g. "system"
     std::optional<std::uint32_t> ion_heap_id; // ion heaps: the bit in an ion_heap_id_mask
+    // The warm pool: buffers made ahead, charged to nobody.
+    std::uint64_t pool_bytes = 0;
+    std::uint64_t pool_buffers = 0;
 };
 
 struct HeapUsage
@@ -185,6 +193,8 @@ struct HeapStats
     std::uint64_t total_bytes = 0;
     std::uint64_t total_buffers = 0;
     std::vector<OrphanedBuffer> orphaned;
+    std::uint64_t pool_bytes = 0; // the heap's warm pool, whatever the scope
+    std::uint64_t pool_buffers = 0;
 };
 
 struct Stats
