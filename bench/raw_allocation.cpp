@@ -96,7 +96,7 @@ RawAllocator::RawAllocator(std::string backend, const std::string &heap) : backe
             device_ = open_device(kUdmabufDevice, "module udmabuf not loaded, or a kernel without CONFIG_UDMABUF?");
     } else if (backend_ == "dma-heap") {
         heap_ = heap.empty() ? std::string(kDmaHeapPrefix) + "system" : heap;
-        if (!heap_.starts_with(kDmaHeapPrefix))
+        if (!heap_.starts_with(kDmaHeapPrefix) || heap_.find('/') != std::string::npos)
             throw BenchError("--heap " + heap_ + " is not a dma-heap heap (dma-heap:<node>)");
         device_ = open_device(kDmaHeapDirectory + heap_.substr(kDmaHeapPrefix.size()),
                               "a kernel without CONFIG_DMABUF_HEAPS, or no such heap?");
