@@ -9,7 +9,7 @@
 # usage: bench/run-in-vm.sh [--build DIR] [--out DIR] [--series 6.12]
 #                           [--backends ion,dma-heap,udmabuf,memfd]
 #                           [-- BENCH ARGUMENTS]
-# The bench's arguments default to a run of about 10 minutes under TCG (an
+# The bench's arguments default to a run of 6 to 10 minutes under TCG (an
 # 8 MiB ION or udmabuf allocation takes tens of milliseconds there):
 #   --iterations 600 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M
 # Under TCG only the ratios mean anything, never the times.
