@@ -7,6 +7,8 @@
 //            (an Alloc round trip, then a Free that libbufclient checks
 //            itself and sends without waiting for a reply), timed as a whole
 //            and split after the Alloc;
+//   deferred the same on a connection with defer_frees: the Free is not a
+//            message of its own but rides on the next Alloc;
 //   floor    one request/reply round trip over a SOCK_SEQPACKET socketpair to a
 //            forked peer process that allocates a buffer as the daemon's
 //            backend does (for memfd: memfd_create() + ftruncate() + seals),
@@ -162,7 +164,9 @@ void free_one(bufclient::Client &client, const bufclient::Buffer &buffer)
         throw BenchError("free failed: " + freed.error().message);
 }
 
-std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const Options &options)
+// deferring: a second connection, with ConnectOptions::defer_frees.
+std::vector<Case> make_cases(bufclient::Client &client, bufclient::Client &deferring, FloorPeer &peer,
+                             const Options &options)
 {
     std::vector<Case> cases;
     for (const std::uint64_t size : options.sizes) {
@@ -183,6 +187,20 @@ std::vector<Case> make_cases(bufclient::Client &client, FloorPeer &peer, const O
             // The Buffer goes out of scope here: its fd closes inside the timing.
         };
         cases.push_back(std::move(daemon));
+
+        // The same, its Free riding on the next Alloc (defer_frees): one
+        // message per buffer instead of two.
+        Case deferred;
+        deferred.name = "deferred/" + label;
+        deferred.kind = "deferred";
+        deferred.size = size;
+        deferred.baseline = "floor/" + label;
+        deferred.raw_baseline = "raw/" + label;
+        deferred.run = [&deferring, size](Clock::time_point *) {
+            const bufclient::Buffer buffer = allocate_one(deferring, size);
+            free_one(deferring, buffer);
+        };
+        cases.push_back(std::move(deferred));
 
         Case floor;
         floor.name = "floor/" + label;
@@ -399,6 +417,8 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "\n"
         "daemon      client.allocate() + client.free() + close of the fd, through ionsvcd\n"
         "  :alloc    its Alloc round trip alone; :free+close the rest\n"
+        "deferred    the same on a connection with defer_frees: each Free rides on the\n"
+        "            next Alloc\n"
         "floor       one allocation as the backend does it, in a peer process, + one\n"
         "            SEQPACKET round trip carrying its fd + close\n"
         "floor2      floor + one bare round trip: the floor of a two-trip protocol\n"
@@ -413,7 +433,9 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "scale       one more client's allocate+free, stats, and connect+stats (what\n"
         "            ionsvc-ctl stats does) with no other client (-idle) and with\n"
         "            CLIENTSxBUFFERS live 4 KiB buffers held by client processes;\n"
-        "            daemon RSS (/proc/<pid>/status VmRSS) per client and per live buffer\n",
+        "            daemon RSS (/proc/<pid>/status VmRSS) per client and per live buffer\n"
+        "pool        an Alloc of a populated buffer from the warm pool (pool/), made on\n"
+        "            request (populated/), and in-process (raw-populated/); memfd only\n",
         std::string(allocation_steps(options.backend)).c_str());
 }
 
@@ -512,14 +534,24 @@ int run(Options options)
         if (!client)
             throw BenchError(client.error().message);
         check_daemon_serves(*client, allocator);
+        auto deferring = bufclient::Client::connect(
+            {.socket_path = socket_path, .client_name = "ionsvc-bench-deferred", .defer_frees = true});
+        if (!deferring)
+            throw BenchError(deferring.error().message);
 
-        std::vector<Case> cases = make_cases(*client, peer, options);
+        std::vector<Case> cases = make_cases(*client, *deferring, peer, options);
         measure(cases, options);
-        const bool used_daemon = std::any_of(cases.begin(), cases.end(), [](const Case &c) {
-            return c.kind == "daemon";
-        });
-        if (used_daemon)
+        const auto used = [&](const char *kind) {
+            return std::any_of(cases.begin(), cases.end(), [&](const Case &c) { return c.kind == kind; });
+        };
+        if (used("daemon"))
             check_books(*client);
+        if (used("deferred")) {
+            // The last frees go now, and the books must show them.
+            if (auto flushed = deferring->flush_frees(); !flushed)
+                throw BenchError("flush_frees failed: " + flushed.error().message);
+            check_books(*deferring);
+        }
         rows = make_rows(cases);
     }
 
@@ -593,9 +625,9 @@ int parse_and_run(int argc, char **argv)
         ->capture_default_str();
     app.add_option("--only", options.only,
                    "Run only these kinds of case (e.g. to profile one): daemon, floor, floor2, "
-                   "raw, rtt, batch, concurrency, scale, pool")
-        ->check(CLI::IsMember(
-            {"daemon", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale", "pool"}))
+                   "deferred, raw, rtt, batch, concurrency, scale, pool")
+        ->check(CLI::IsMember({"daemon", "floor", "floor2", "deferred", "raw", "rtt", "batch", "concurrency",
+                               "scale", "pool"}))
         ->delimiter(',');
     app.add_option("--concurrency-clients", options.fleet.client_counts,
                    "Client processes at once in the concurrency case, comma-separated")

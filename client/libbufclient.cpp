@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <bufclient/bufclient.h>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -89,8 +90,8 @@ std::string default_socket_path()
 class Client::Connection
 {
 public:
-    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout)
-        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout)
+    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout, bool defer_frees)
+        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout), defer_frees_(defer_frees)
     {
         // The kernel enforces the timeout, both ways: no poll() per round
         // trip, and no send that blocks forever on a daemon that stopped
@@ -148,6 +149,8 @@ public:
             return lose("ionsvcd closed the connection");
         if (received.status == -EPROTO)
             return lose("the reply carried more fds than a reply may (MSG_CTRUNC); closed them");
+        if (received.status == -EMFILE)
+            return lose(out_of_fds_text(), StatusCode::kResourceExhausted);
         if (received.status == -EMSGSIZE)
             return lose("the reply was larger than " + std::to_string(capacity) + " bytes");
         if (received.status < 0)
@@ -182,6 +185,21 @@ public:
         if (refusal)
             return failure(refusal->code, refusal->message);
 
+        if (defer_frees_) {
+            // Room for all of them, or the ones kept back go first.
+            if (deferred_.size() + ids.size() > kMaxDeferredFrees) {
+                if (auto failed = send_deferred(); !failed)
+                    return failed;
+            }
+            for (const std::uint64_t id : ids) {
+                held_.erase(id);
+                deferred_.push_back(id);
+            }
+            if (deferred_.size() < kMaxDeferredFrees)
+                return {};
+            return send_deferred();
+        }
+
         ionsvc::wire::Request request;
         auto &free_request = *request.mutable_free();
         free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
@@ -193,19 +211,47 @@ public:
         return {};
     }
 
+    Result<void> flush_frees()
+    {
+        std::lock_guard lock(mutex_);
+        if (!socket_)
+            return lost_earlier();
+        return send_deferred();
+    }
+
     ServerInfo server;
 
 private:
+    // The kept-back frees as a Free of their own, without reply; mutex_ held.
+    Result<void> send_deferred()
+    {
+        if (deferred_.empty())
+            return {};
+        ionsvc::wire::Request request;
+        request.mutable_free()->set_no_reply(true);
+        return send(request);
+    }
+
+    // Sends request with the kept-back frees in its free_first; mutex_ held.
     Result<void> send(const ionsvc::wire::Request &request)
     {
         if (!request.SerializeToString(&send_buffer_))
             return failure(StatusCode::kInternal, "could not serialize the request");
+        if (!deferred_.empty()) {
+            // Two serialized messages, one after the other, parse as their
+            // merge: the ids are appended without copying the request.
+            ionsvc::wire::Request frees;
+            frees.mutable_free_first()->Add(deferred_.begin(), deferred_.end());
+            if (!frees.AppendToString(&send_buffer_))
+                return failure(StatusCode::kInternal, "could not serialize the deferred frees");
+        }
         const ssize_t sent = ionsvc::send_packet(
             socket_.get(), {reinterpret_cast<const std::byte *>(send_buffer_.data()), send_buffer_.size()}, {});
         if (sent == -EAGAIN)
             return lose("ionsvcd took no request within " + std::to_string(timeout_.count()) + " ms");
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
+        deferred_.clear();
         return {};
     }
 
@@ -223,11 +269,25 @@ private:
         return "no reply within " + std::to_string(timeout_.count()) + " ms";
     }
 
-    Unexpected<Error> lose(std::string reason)
+    Unexpected<Error> lose(std::string reason, StatusCode code = StatusCode::kUnavailable)
     {
         socket_.reset();
         lost_reason_ = reason;
-        return failure(StatusCode::kUnavailable, "ionsvcd at " + path_ + ": " + reason);
+        return failure(code, "ionsvcd at " + path_ + ": " + reason);
+    }
+
+    // A reply whose fds this process had no room for: the buffers went
+    // with them, and the connection goes too, so that the daemon lets go
+    // of them.
+    static std::string out_of_fds_text()
+    {
+        rlimit limit{};
+        const std::string which = ::getrlimit(RLIMIT_NOFILE, &limit) == 0
+                                      ? "its limit of " + std::to_string(limit.rlim_cur) + " (RLIMIT_NOFILE)"
+                                      : "its fd limit";
+        return "this process has no fd free for the buffers the reply carried: it holds as many fds as " + which +
+               " allows; free buffers or raise the limit. The connection is closed, and the buffers of that "
+               "reply with it";
     }
 
     std::mutex mutex_;
@@ -237,6 +297,8 @@ private:
     std::vector<std::byte> receive_buffer_;
     std::string send_buffer_;
     std::unordered_set<std::uint64_t> held_; // ids this connection allocated and has not freed
+    bool defer_frees_;
+    std::vector<std::uint64_t> deferred_; // freed here, not yet told to the daemon
     std::string lost_reason_;
 };
 
@@ -272,7 +334,7 @@ Result<Client> Client::connect(const ConnectOptions &options)
                            " (is ionsvcd running? set " + ionsvc::kSocketEnvironmentVariable + ")");
     }
 
-    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout);
+    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout, options.defer_frees);
 
     ionsvc::wire::Request request;
     auto &hello = *request.mutable_hello();
@@ -333,6 +395,11 @@ Result<void> Client::free(const Buffer &buffer)
 {
     const std::uint64_t id = buffer.id();
     return free(std::span<const std::uint64_t>(&id, 1));
+}
+
+Result<void> Client::flush_frees()
+{
+    return connection_->flush_frees();
 }
 
 namespace {

@@ -333,13 +333,18 @@ std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid, std::optio
             for (const auto &[id, handle] : record.handles)
                 candidates.push_back(id);
         }
-        for (const auto &[id, orphan] : orphans_) {
-            if (in_scope(orphan.pid, orphan.uid))
-                candidates.push_back(id);
-        }
         // Two clients in scope may hold the same buffer.
         std::sort(candidates.begin(), candidates.end());
         candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+        // Orphans first: a buffer freed and closed a moment ago is the one
+        // likeliest dead, and the budget may not reach the end. No client
+        // holds an orphan, so none is listed twice.
+        std::vector<BufferId> orphans;
+        for (const auto &[id, orphan] : orphans_) {
+            if (in_scope(orphan.pid, orphan.uid))
+                orphans.push_back(id);
+        }
+        candidates.insert(candidates.begin(), orphans.begin(), orphans.end());
     }
 
     std::size_t released = 0;

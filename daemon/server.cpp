@@ -195,7 +195,8 @@ private:
             set_error(pending_, StatusCode::kInvalidArgument,
                       fmt::format("packet larger than the limit of {} bytes", kMaxRequestBytes));
             disposition = Disposition::kClose;
-        } else if (status == -EPROTO) {
+        } else if (status == -EPROTO || status == -EMFILE) {
+            // With no fd free, any fd sent is dropped as one too many is.
             set_error(pending_, StatusCode::kInvalidArgument,
                       "requests carry no file descriptors; the ones sent were closed");
         } else if (status < 0) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "service.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -60,6 +62,23 @@ StatusCode allocation_status(int negative_errno)
     case ENFILE: return StatusCode::kResourceExhausted;
     default: return StatusCode::kInternal;
     }
+}
+
+// What running out of fds means for a client: the daemon holds one fd per
+// live buffer, so its fd limit is the most live buffers it can hold.
+std::string out_of_fds_hint(int negative_errno)
+{
+    if (negative_errno == -ENFILE)
+        return " (the system is out of open files, fs.file-max: no more live buffers until some are "
+               "freed)";
+    if (negative_errno != -EMFILE)
+        return {};
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) < 0)
+        return " (ionsvcd is at its fd limit: it holds one fd per live buffer and per client)";
+    return fmt::format(" (ionsvcd holds one fd per live buffer and per client and is at its limit of {} "
+                       "(RLIMIT_NOFILE): no more live buffers until some are freed)",
+                       static_cast<unsigned long long>(limit.rlim_cur));
 }
 
 } // namespace
@@ -140,6 +159,15 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
                   fmt::format("request before Hello: say Hello with protocol version {} first",
                               kProtocolVersion));
         return Disposition::kKeepOpen;
+    }
+
+    if (const auto &ids = request.free_first(); !ids.empty()) {
+        if (static_cast<std::size_t>(ids.size()) > kMaxFreeIds) {
+            set_error(response, StatusCode::kInvalidArgument,
+                      fmt::format("free_first lists {} ids, more than the limit of {}", ids.size(), kMaxFreeIds));
+            return Disposition::kKeepOpen;
+        }
+        free_silently(client, {ids.data(), static_cast<std::size_t>(ids.size())});
     }
 
     switch (request.body_case()) {
@@ -295,9 +323,9 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     }
     if (made.empty()) {
         set_error(response, allocation_status(failure.error),
-                  fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}",
+                  fmt::format("allocating buffer {} of {} ({} bytes) from heap '{}' failed: {}{}",
                               failure.index + 1, count, *size, allocator_.heap(failure.heap).heap->name(),
-                              errno_text(failure.error)));
+                              errno_text(failure.error), out_of_fds_hint(failure.error)));
         return;
     }
 
@@ -325,10 +353,11 @@ std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client
 {
     auto refusal = quota_refusal(quota_, books_, client, addition);
     // Before saying no, what the kernel knows now: the process's dma-bufs
-    // (orphans of a Free among them) that died since the last release
-    // round give their room back.
-    if (refusal && books_.release_unreferenced_now(client.identity.pid, std::nullopt, kEveryBuffer,
-                                                   reference_counter_) > 0)
+    // (orphans of a Free first) that died since the last release round give
+    // their room back. Bounded like a stats request: a client that runs
+    // into its quota over and over must not stall everyone else.
+    if (refusal && books_.release_unreferenced_now(client.identity.pid, std::nullopt,
+                                                   limits_.fresh_count_budget, reference_counter_) > 0)
         refusal = quota_refusal(quota_, books_, client, addition);
     return refusal;
 }
@@ -400,14 +429,8 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
 {
     const auto &ids = request.buffer_ids();
     if (request.no_reply()) {
-        // Nobody hears about ids the client does not hold: free the rest.
         response.silent = true;
-        std::size_t unknown = 0;
-        for (const BufferId id : ids)
-            unknown += books_.remove_buffer(client.id, id, reference_counter_) < 0;
-        if (unknown)
-            SPDLOG_DEBUG("client {}: {} of {} ids to free without reply were not held", client.id,
-                         unknown, ids.size());
+        free_silently(client, {ids.data(), static_cast<std::size_t>(ids.size())});
         return;
     }
     const auto refusal = check_free_ids({ids.data(), static_cast<std::size_t>(ids.size())}, kMaxFreeIds,
@@ -420,6 +443,17 @@ void Service::free_buffers(ClientContext &client, const wire::FreeRequest &reque
     for (const BufferId id : ids)
         books_.remove_buffer(client.id, id, reference_counter_);
     response.reply.mutable_free()->set_freed(static_cast<std::uint32_t>(ids.size()));
+}
+
+void Service::free_silently(ClientContext &client, std::span<const BufferId> ids)
+{
+    // Nobody hears about ids the client does not hold: free the rest.
+    std::size_t unknown = 0;
+    for (const BufferId id : ids)
+        unknown += books_.remove_buffer(client.id, id, reference_counter_) < 0;
+    if (unknown)
+        SPDLOG_DEBUG("client {}: {} of {} ids to free without reply were not held", client.id, unknown,
+                     ids.size());
 }
 
 void Service::stats(ClientContext &requester, const wire::StatsRequest &request, Response &response)

@@ -120,6 +120,9 @@ private:
     void list_heaps(ClientContext &client, Response &response);
     void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
     void free_buffers(ClientContext &client, const wire::FreeRequest &request, Response &response);
+    // Frees those of ids the client holds, answering nothing (a Free with
+    // no_reply, a request's free_first).
+    void free_silently(ClientContext &client, std::span<const BufferId> ids);
     void stats(ClientContext &client, const wire::StatsRequest &request, Response &response);
     void share(ClientContext &client, const wire::ShareRequest &request, Response &response);
     void import_buffer(ClientContext &client, const wire::ImportRequest &request, Response &response);

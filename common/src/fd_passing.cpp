@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <ionsvc/fd_passing.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -87,8 +88,12 @@ ReceiveResult receive_packet(int socket, std::span<std::byte> data, std::size_t 
 
     result.fds = collect_fds(msg);
     if (msg.msg_flags & MSG_CTRUNC) {
+        // The kernel also truncates the fds it cannot install: probe the fd
+        // table while the ones that did arrive still fill it.
+        const UniqueFD probe{::fcntl(socket, F_DUPFD_CLOEXEC, 0)};
+        const bool table_full = !probe && errno == EMFILE;
         result.fds.clear();
-        result.status = -EPROTO;
+        result.status = table_full ? -EMFILE : -EPROTO;
     } else if (msg.msg_flags & MSG_TRUNC) {
         result.fds.clear();
         result.status = -EMSGSIZE;

@@ -78,6 +78,7 @@ TEST(Lifecycle, ADaemonOutOfFdsSaysResourceExhaustedAndServesEveryoneAgainOnceBu
     }
     EXPECT_EQ(exhausted.code, StatusCode::kResourceExhausted) << exhausted.message;
     EXPECT_THAT(exhausted.message, HasSubstr("Too many open files"));
+    EXPECT_THAT(exhausted.message, HasSubstr("at its limit of 64 (RLIMIT_NOFILE): no more live buffers"));
     EXPECT_GT(held.size(), 30u);
 
     // A client that connects now waits in the backlog: the daemon has no
@@ -111,6 +112,41 @@ TEST(Lifecycle, ADaemonOutOfFdsSaysResourceExhaustedAndServesEveryoneAgainOnceBu
     int status = 0;
     ::waitpid(pid, &status, 0);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << daemon_log();
+}
+
+TEST(Lifecycle, AClientWithNoFdFreeForItsBuffersIsToldSoAndTheDaemonLetsThemGo)
+{
+    DaemonProcess daemon;
+    ChildProcess child([&] {
+        auto client = bufclient::Client::connect({.socket_path = daemon.socket_path()});
+        if (!client)
+            return 2;
+        const rlimit limit{64, 64};
+        if (::setrlimit(RLIMIT_NOFILE, &limit) < 0)
+            return 3;
+        std::vector<UniqueFD> filler;
+        for (UniqueFD fd{::dup(0)}; fd; fd = UniqueFD{::dup(0)})
+            filler.push_back(std::move(fd));
+        auto buffers = client->allocate({.size = 4096, .count = 2});
+        if (buffers || buffers.error().code != StatusCode::kResourceExhausted)
+            return 4;
+        const std::string &message = buffers.error().message;
+        if (message.find("this process has no fd free for the buffers the reply carried") == std::string::npos ||
+            message.find("its limit of 64 (RLIMIT_NOFILE)") == std::string::npos)
+            return 5;
+        // The connection went with the buffers.
+        const auto heaps = client->list_heaps();
+        return !heaps && heaps.error().code == StatusCode::kUnavailable ? 0 : 6;
+    });
+    const pid_t child_pid = child.pid();
+    EXPECT_EQ(child.wait(), 0);
+
+    auto observer = daemon.connect("observer");
+    EXPECT_TRUE(eventually([&] {
+        auto stats = observer.stats(child_pid);
+        return stats && stats->clients.empty() && stats->heaps.at(0).total_buffers == 0;
+    })) << "the books still hold the buffers of the reply nobody could take";
+    EXPECT_TRUE(observer.allocate({.size = 4096}));
 }
 
 TEST(Lifecycle, SigtermShutsDownCleanlyAndRemovesTheSocket)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -10,6 +11,7 @@
 
 #include <ionsvc/fd_passing.h>
 
+#include "child_process.h"
 #include "fd_count.h"
 
 namespace ionsvc {
@@ -125,6 +127,40 @@ TEST(FdPassing, SendingToAClosedPeerFailsWithEpipeInsteadOfASignal)
     auto pair = make_pair();
     pair.b.reset();
     EXPECT_EQ(send_packet(pair.a.get(), as_bytes("x"), {}), -EPIPE);
+}
+
+TEST(FdPassing, AReceiverWithNoFdFreeGetsEmfileAndNoHalfOfTheFds)
+{
+    auto pair = make_pair();
+    UniqueFD first{::eventfd(0, EFD_CLOEXEC)};
+    UniqueFD second{::eventfd(0, EFD_CLOEXEC)};
+    const int lent[] = {first.get(), second.get()};
+    ASSERT_GT(send_packet(pair.a.get(), as_bytes("two fds"), lent), 0);
+
+    // In a child: a full fd table is no state to leave the test process in.
+    test_support::ChildProcess child([&] {
+        const rlimit limit{64, 64};
+        if (::setrlimit(RLIMIT_NOFILE, &limit) < 0)
+            return 2;
+        // Fill every slot under the limit but one: one fd of two arrives.
+        std::vector<UniqueFD> filler;
+        for (;;) {
+            UniqueFD fd{::fcntl(pair.b.get(), F_DUPFD_CLOEXEC, 0)};
+            if (!fd)
+                break;
+            filler.push_back(std::move(fd));
+        }
+        filler.pop_back();
+        const std::size_t before = test_support::open_fd_count();
+        std::array<std::byte, 16> buffer{};
+        const auto received = receive_packet(pair.b.get(), buffer, 4);
+        if (received.status != -EMFILE)
+            return 3;
+        // The one that did arrive is closed again (open_fd_count needs an
+        // fd of its own, the one freed).
+        return received.fds.empty() && test_support::open_fd_count() == before ? 0 : 4;
+    });
+    EXPECT_EQ(child.wait(), 0);
 }
 
 } // namespace

@@ -327,6 +327,45 @@ TEST_F(ServiceTest, AFreeWithoutReplyFreesWhatTheClientHoldsAndAnswersNothing)
     EXPECT_FALSE(service_.books().holds(client_.id, held));
 }
 
+TEST_F(ServiceTest, FreeFirstFreesWhatTheClientHoldsBeforeTheRequestItRidesOn)
+{
+    hello();
+    service_.set_quota([] {
+        QuotaConfig quota;
+        quota.all_heaps.client.buffers = 2;
+        return quota;
+    }());
+    const Response allocated = alloc(4096, 2);
+    ASSERT_EQ(allocated.reply.status(), wire::OK);
+    const auto first = allocated.reply.alloc().buffers(0).id();
+    EXPECT_EQ(alloc(4096).reply.status(), wire::QUOTA_EXCEEDED);
+
+    // Freed first, the buffer makes room for the allocation it rides on.
+    wire::Request request;
+    request.mutable_alloc()->set_size(4096);
+    request.mutable_alloc()->set_count(1);
+    request.add_free_first(first);
+    request.add_free_first(first + 1000); // not held: skipped
+    const Response response = send(request);
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    EXPECT_FALSE(service_.books().holds(client_.id, first));
+    EXPECT_EQ(memfd_usage().buffers, 2u);
+}
+
+TEST_F(ServiceTest, FreeFirstOverTheFreeLimitIsInvalidAndFreesNothing)
+{
+    hello();
+    const Response allocated = alloc(4096);
+    wire::Request request;
+    request.mutable_list_heaps();
+    for (std::uint32_t i = 0; i <= kMaxFreeIds; ++i)
+        request.add_free_first(allocated.reply.alloc().buffers(0).id());
+    const Response response = send(request);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("free_first lists 1025 ids, more than the limit of 1024"));
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+}
+
 TEST_F(ServiceTest, FreeWithNoIdsOrTheSameIdTwiceIsInvalid)
 {
     hello();
@@ -421,6 +460,7 @@ TEST_F(ServiceFaultTest, EmfileIsResourceExhausted)
     const Response response = alloc(4096);
     EXPECT_EQ(response.reply.status(), wire::RESOURCE_EXHAUSTED);
     EXPECT_THAT(response.reply.message(), HasSubstr("Too many open files"));
+    EXPECT_THAT(response.reply.message(), HasSubstr("ionsvcd holds one fd per live buffer and per client"));
 }
 
 TEST_F(ServiceFaultTest, AnyOtherErrnoIsInternalWithItsText)

@@ -217,7 +217,16 @@ struct ConnectOptions
     std::string client_name;
     // The longest wait for one reply before the daemon counts as lost.
     std::chrono::milliseconds timeout{30'000};
+    // free() sends nothing: the ids ride on this client's next request, or
+    // go by themselves once kMaxDeferredFrees wait or at flush_frees().
+    // Saves a message per buffer for a client that allocates and frees in
+    // a loop; until the ids go, the daemon still counts the buffers as this
+    // client's (and keeps their memory, its reference being the last).
+    bool defer_frees = false;
 };
+
+// The most freed ids a client with ConnectOptions::defer_frees keeps back.
+inline constexpr std::size_t kMaxDeferredFrees = 64;
 
 // $IONSVC_SOCKET if set, else the daemon's default path.
 std::string default_socket_path();
@@ -244,6 +253,9 @@ public:
     // still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
+    // With ConnectOptions::defer_frees: sends the frees kept back now (one
+    // message, no reply). Without: there are none.
+    Result<void> flush_frees();
     // A token that lets another client import buffer (ION's SHARE): 48
     // hex digits, to be passed along by any means. It dies when used up,
     // revoked, expired, or when this client no longer holds the buffer.

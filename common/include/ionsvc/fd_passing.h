@@ -16,9 +16,11 @@ ssize_t send_packet(int socket, std::span<const std::byte> data, std::span<const
                     int flags = 0);
 
 // Receives one packet into data, with up to max_fds descriptors, installed
-// close-on-exec. Returns -EMSGSIZE if the packet did not fit in data and
-// -EPROTO if the descriptors did not fit (MSG_CTRUNC); in both cases
-// whatever descriptors did arrive are closed. A zero size means end of
+// close-on-exec. Returns -EMSGSIZE if the packet did not fit in data,
+// -EPROTO if the descriptors did not fit (MSG_CTRUNC: more than max_fds),
+// and -EMFILE if the kernel could not install them all because this
+// process has no fd left (MSG_CTRUNC too); in each case whatever
+// descriptors did arrive are closed. A zero size means end of
 // stream or an empty packet; the caller tells them apart with
 // peer_has_hung_up(). Other failures return -errno.
 struct ReceiveResult

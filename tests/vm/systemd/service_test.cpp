@@ -439,6 +439,33 @@ TEST_F(Service, AQuotaStopsAnAllocationAndReloadAppliesANewLimitWithoutDroppingT
     EXPECT_TRUE(alice.finished());
 }
 
+TEST_F(Service, TheWarmPoolFillsEveryKindOfHeapInsideTheSandboxAndGivesItAllBackAtStop)
+{
+    // One heap of each dma-buf backend and memfd; TearDown checks that ION
+    // holds nothing once the units stop, pool buffers included.
+    ASSERT_TRUE(write_file(installed().config, "[pool]\nmin_available = \"1M\"\n"
+                                               "[pool.heaps.memfd]\n\"1M\" = 2\n"
+                                               "[pool.heaps.\"dma-heap:system\"]\n\"1M\" = 2\n"
+                                               "[pool.heaps.udmabuf]\n\"1M\" = 2\n"
+                                               "[pool.heaps.\"ion:ion_system_heap\"]\n\"1M\" = 2\n"));
+    const auto pooled_heaps = [&] {
+        std::size_t full = 0;
+        const json listing = ctl_json({"heaps"});
+        if (listing.is_object() && listing.contains("heaps")) {
+            for (const json &heap : listing["heaps"])
+                full += heap.value("pool_buffers", 0) == 2 && heap.value("pool_bytes", 0) == 2 * MiB;
+        }
+        return full;
+    };
+    // The first ionsvc-ctl starts the daemon through the socket.
+    EXPECT_TRUE(harness::eventually([&] { return pooled_heaps() == 4; }));
+    // It reads MemAvailable from inside its sandbox, so it knows when to
+    // give the memory back.
+    EXPECT_EQ(journal_lines_with("cannot read MemAvailable"), 0u);
+    EXPECT_EQ(journal_lines_with("warm pool: making"), 0u) << "a pool failed to make a buffer";
+    EXPECT_GE(journal_lines_with("warm pool: 2 buffers of 1048576 bytes ready in heap 'ion:ion_system_heap'"), 1u);
+}
+
 TEST_F(Service, ABrokenConfigStopsTheDaemonForGoodAndTheJournalSaysWhere)
 {
     ASSERT_TRUE(write_file(installed().config, "[quota]\nclient = { bytes = \"lots\" }\n"));
