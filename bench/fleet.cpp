@@ -226,7 +226,7 @@ Row run_concurrency_with(const FleetOptions &options, std::size_t clients)
     // Per client: its samples, then its first start and its last end.
     const std::size_t stride = per_client + 2;
     SharedSamples shared(clients * stride);
-    const bufclient::AllocOptions request{.size = options.size, .count = 1};
+    const bufclient::AllocOptions request{.heap = options.heap, .size = options.size, .count = 1};
 
     Fleet fleet(clients, [&](std::size_t index) {
         if (allow_cpus(0, options.all_cpus) < 0)
@@ -319,7 +319,7 @@ struct LoadSamples
 
 LoadSamples measure_load(bufclient::Client &client, const FleetOptions &options)
 {
-    const bufclient::AllocOptions request{.size = options.size, .count = 1};
+    const bufclient::AllocOptions request{.heap = options.heap, .size = options.size, .count = 1};
     LoadSamples load;
     load.allocation = time_steps(options.scale_iterations, [&] {
         if (!allocate_and_free(client, request))
@@ -403,7 +403,7 @@ std::vector<Row> run_scale(const FleetOptions &options)
     const LoadSamples idle = measure_load(*client, options);
     const std::uint64_t rss_idle = rss_or_zero(options);
 
-    const bufclient::AllocOptions batch{.size = options.size};
+    const bufclient::AllocOptions batch{.heap = options.heap, .size = options.size};
     Fleet fleet(options.scale_clients, [&](std::size_t) {
         auto holder = connect_client(options.socket_path, "ionsvc-bench-holder");
         if (!holder || !reply(kDone) || next_command() != kAllocate)

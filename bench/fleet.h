@@ -30,6 +30,7 @@ struct FleetOptions
     std::vector<int> all_cpus;       // the CPUs the bench was given
     Placement placement;             // of the round-trip cases
     std::uint64_t size = 4096;
+    std::string heap; // the daemon's heap to allocate from; empty: its default
 
     std::vector<std::size_t> client_counts{1, 2, 4, 8, 64};
     std::size_t concurrency_allocations = 40'000; // per client count, all clients together

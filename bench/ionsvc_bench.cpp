@@ -10,12 +10,13 @@
 //   deferred the same on a connection with defer_frees: the Free is not a
 //            message of its own but rides on the next Alloc;
 //   floor    one request/reply round trip over a SOCK_SEQPACKET socketpair to a
-//            forked peer process that memfd_create()s + ftruncate()s + seals a
-//            buffer, replies with its fd (SCM_RIGHTS) and closes its own copy;
+//            forked peer process that allocates a buffer as the daemon's
+//            backend does (for memfd: memfd_create() + ftruncate() + seals),
+//            replies with its fd (SCM_RIGHTS) and closes its own copy;
 //            the client then closes the received fd;
 //   floor2   floor followed by one bare round trip: what a two-trip protocol
 //            costs at the least;
-//   raw      memfd_create() + ftruncate() + F_ADD_SEALS + close() in-process;
+//   raw      that allocation + close() in-process (raw_allocation.h);
 // and, once, a bare round trip over the same socketpair with no fd and no
 // allocation (rtt), to split the floor into its parts; and, at 4 KiB,
 //   batch    one Alloc of 16 buffers and one Free of all 16, against
@@ -34,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -46,6 +48,7 @@
 #include "fleet.h"
 #include "pool.h"
 #include "processes.h"
+#include "raw_allocation.h"
 #include "summary.h"
 
 namespace ionsvc_bench {
@@ -104,6 +107,8 @@ struct Options
     bool json = false;
     std::string socket_path;
     std::string daemon_path;
+    std::string backend = "memfd";
+    std::string heap; // empty: the backend's system heap
     FleetOptions fleet;
     PoolOptions pool;
 };
@@ -139,10 +144,13 @@ void measure(std::vector<Case> &cases, const Options &options)
     }
 }
 
+// The heap every case allocates from (--backend, --heap): set once in run().
+std::string daemon_heap;
+
 // One buffer from the daemon; any failure ends the run.
 bufclient::Buffer allocate_one(bufclient::Client &client, std::uint64_t size)
 {
-    auto buffers = client.allocate({.size = size, .count = 1});
+    auto buffers = client.allocate({.heap = daemon_heap, .size = size, .count = 1});
     if (!buffers)
         throw BenchError("allocate failed: " + buffers.error().message);
     if (buffers->size() != 1)
@@ -221,10 +229,11 @@ std::vector<Case> make_cases(bufclient::Client &client, bufclient::Client &defer
         raw.name = "raw/" + label;
         raw.kind = "raw";
         raw.size = size;
-        raw.run = [size](Clock::time_point *) {
-            UniqueFD fd = allocate_memfd(page_align(size));
+        raw.run = [&peer, size](Clock::time_point *) {
+            UniqueFD fd = peer.allocator().allocate(page_align(size));
             if (!fd)
-                throw BenchError("raw memfd allocation failed: " + errno_text(errno));
+                throw BenchError("raw " + peer.allocator().backend() +
+                                 " allocation failed: " + errno_text(errno));
         };
         cases.push_back(std::move(raw));
     }
@@ -240,7 +249,7 @@ std::vector<Case> make_cases(bufclient::Client &client, bufclient::Client &defer
     batch.baseline = "singles/" + batch_label;
     batch.buffers_per_iteration = kBatch;
     batch.run = [&client](Clock::time_point *) {
-        auto buffers = client.allocate({.size = kBatchSize, .count = kBatch});
+        auto buffers = client.allocate({.heap = daemon_heap, .size = kBatchSize, .count = kBatch});
         if (!buffers || buffers->size() != kBatch)
             throw BenchError("batch allocate failed: " +
                              (buffers ? std::string("wrong count") : buffers.error().message));
@@ -342,12 +351,14 @@ std::vector<Row> make_rows(const std::vector<Case> &cases)
     return rows;
 }
 
-void print_json(const std::vector<Row> &rows)
+void print_json(const std::vector<Row> &rows, const Options &options)
 {
     auto json = nlohmann::json::array();
     for (const auto &row : rows) {
         nlohmann::json object{{"name", row.name},
                               {"kind", row.kind},
+                              {"backend", options.backend},
+                              {"heap", options.heap},
                               {"size_bytes", row.size},
                               {"iterations", row.iterations},
                               {"p50_us", row.summary.p50_us},
@@ -372,8 +383,9 @@ void print_table(const std::vector<Row> &rows, const Options &options)
     const char *pinning = options.pinning == Pinning::kSame    ? "same"
                           : options.pinning == Pinning::kSplit ? "split"
                                                                : "none";
-    std::printf("ionsvc-bench: %zu iterations per case, %zu warm-up, %zu rounds, --pin %s\n\n",
-                options.iterations, options.warmup,
+    std::printf("ionsvc-bench: backend %s, heap %s, %zu iterations per case, %zu warm-up, "
+                "%zu rounds, --pin %s\n\n",
+                options.backend.c_str(), options.heap.c_str(), options.iterations, options.warmup,
                 std::clamp<std::size_t>(options.rounds, 1, options.iterations), pinning);
     std::printf("%-34s %8s %9s %9s %9s %24s %7s %7s  %s\n", "case", "iters", "p50 us", "p99 us",
                 "min us", "baseline", "ratio", "ratio2", "more");
@@ -407,10 +419,10 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "  :alloc    its Alloc round trip alone; :free+close the rest\n"
         "deferred    the same on a connection with defer_frees: each Free rides on the\n"
         "            next Alloc\n"
-        "floor       one memfd allocation in a peer process + one SEQPACKET round trip\n"
-        "            carrying its fd + close\n"
+        "floor       one allocation as the backend does it, in a peer process, + one\n"
+        "            SEQPACKET round trip carrying its fd + close\n"
         "floor2      floor + one bare round trip: the floor of a two-trip protocol\n"
-        "raw         memfd_create + ftruncate + seal + close, in-process\n"
+        "raw         the allocation + close, in-process: %s\n"
         "rtt         one bare SEQPACKET round trip to the peer, no fd\n"
         "ratio       p50 / baseline p50; ratio2: daemon p50 / floor2 p50;\n"
         "            ratio_raw: daemon p50 / raw p50\n"
@@ -423,7 +435,8 @@ void print_table(const std::vector<Row> &rows, const Options &options)
         "            CLIENTSxBUFFERS live 4 KiB buffers held by client processes;\n"
         "            daemon RSS (/proc/<pid>/status VmRSS) per client and per live buffer\n"
         "pool        an Alloc of a populated buffer from the warm pool (pool/), made on\n"
-        "            request (populated/), and in-process (raw-populated/)\n");
+        "            request (populated/), and in-process (raw-populated/); memfd only\n",
+        std::string(allocation_steps(options.backend)).c_str());
 }
 
 // Busy and total jiffies of all CPUs, from /proc/stat.
@@ -500,14 +513,17 @@ int run(Options options)
         throw BenchError("cannot pin the bench: " + errno_text(-error));
 
     buffer_name(); // fixed before the fork: the peer names buffers as the bench does
+    RawAllocator allocator(options.backend, options.heap);
+    options.heap = daemon_heap = options.fleet.heap = allocator.heap();
     // The peer is forked before the daemon starts and before any connection
-    // exists, so that it inherits nothing but its end of the socketpair.
-    FloorPeer peer(placement.server_cpu);
+    // exists, so that it inherits nothing but its end of the socketpair (and
+    // the allocator's device).
+    FloorPeer peer(allocator, placement.server_cpu);
 
     std::optional<DaemonProcess> daemon;
     std::string socket_path = options.socket_path;
     if (socket_path.empty()) {
-        daemon.emplace(options.daemon_path, placement.server_cpu);
+        daemon.emplace(options.daemon_path, options.backend, placement.server_cpu);
         socket_path = daemon->socket_path();
     }
 
@@ -517,6 +533,7 @@ int run(Options options)
                                                   .client_name = "ionsvc-bench"});
         if (!client)
             throw BenchError(client.error().message);
+        check_daemon_serves(*client, allocator);
         auto deferring = bufclient::Client::connect(
             {.socket_path = socket_path, .client_name = "ionsvc-bench-deferred", .defer_frees = true});
         if (!deferring)
@@ -559,8 +576,9 @@ int run(Options options)
 
     if (daemon)
         daemon->stop();
-    // Needs daemons with configs of its own: only with --daemon.
-    if (wanted(options, "pool") && !options.daemon_path.empty()) {
+    // Needs daemons with configs of its own: only with --daemon. Its pool
+    // and raw-populated cases are memfd's.
+    if (wanted(options, "pool") && !options.daemon_path.empty() && options.backend == "memfd") {
         options.pool.daemon_path = options.daemon_path;
         options.pool.server_cpu = placement.server_cpu;
         auto pool_rows = run_pool(options.pool);
@@ -568,7 +586,7 @@ int run(Options options)
     }
 
     if (options.json)
-        print_json(rows);
+        print_json(rows, options);
     else
         print_table(rows, options);
     if (scale_problem) {
@@ -628,6 +646,15 @@ int parse_and_run(int argc, char **argv)
                    "Live buffers each of them holds")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
+    app.add_option("--backend", options.backend,
+                   "The daemon's backend: the bench's own ionsvcd serves it alone, and the "
+                   "floor and raw cases allocate as it does")
+        ->check(CLI::IsMember(std::vector<std::string>(std::begin(kBackendNames),
+                                                       std::end(kBackendNames))))
+        ->capture_default_str();
+    app.add_option("--heap", options.heap,
+                   "The heap of that backend, as ionsvcd names it (default: its system heap: "
+                   "memfd, the first ion:<name> of type system, dma-heap:system, udmabuf)");
     app.add_option("--pool-iterations", options.pool.iterations,
                    "Populated allocations per size, from the warm pool and without it")
         ->capture_default_str();

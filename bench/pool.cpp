@@ -68,9 +68,9 @@ void wait_for_pool(bufclient::Client &client, std::uint64_t buffers)
 }
 
 // memfd_create + ftruncate + seal + fallocate, as the daemon populates.
-UniqueFD allocate_populated_memfd(std::uint64_t size)
+UniqueFD allocate_populated_memfd(RawAllocator &memfd, std::uint64_t size)
 {
-    UniqueFD fd = allocate_memfd(size);
+    UniqueFD fd = memfd.allocate(size);
     if (!fd)
         throw BenchError("raw memfd allocation failed: " + errno_text(errno));
     if (::fallocate(fd.get(), 0, 0, static_cast<off_t>(size)) < 0)
@@ -84,8 +84,9 @@ std::vector<Row> run_pool(const PoolOptions &options)
 {
     // Started one after the other: the pool's daemon fills while the
     // other one starts.
-    DaemonProcess pooled_daemon(options.daemon_path, options.server_cpu, pool_config(options));
-    DaemonProcess direct_daemon(options.daemon_path, options.server_cpu);
+    DaemonProcess pooled_daemon(options.daemon_path, "memfd", options.server_cpu, pool_config(options));
+    DaemonProcess direct_daemon(options.daemon_path, "memfd", options.server_cpu);
+    RawAllocator memfd("memfd", {});
     std::vector<Row> rows;
     {
         bufclient::Client pooled = connect(pooled_daemon);
@@ -104,7 +105,7 @@ std::vector<Row> run_pool(const PoolOptions &options)
                 wait_for_pool(pooled, full);
                 pool_hits += time_allocation(pooled, aligned, from_pool);
                 const auto start = Clock::now();
-                UniqueFD fd = allocate_populated_memfd(aligned);
+                UniqueFD fd = allocate_populated_memfd(memfd, aligned);
                 raw.push_back(elapsed_ns(start, Clock::now()));
             }
             // Every timed allocation must have been the pool's, else the

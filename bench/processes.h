@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ionsvc-bench: the processes a run needs (the floor's peer, the bench's own
-// ionsvcd), CPU placement, and the memfd allocation every case compares with.
+// ionsvcd), CPU placement, and the buffer name every allocation carries.
 #pragma once
 
 #include <fcntl.h>
@@ -34,6 +34,7 @@
 #include <ionsvc/fd_passing.h>
 #include <ionsvc/unique_fd.h>
 
+#include "raw_allocation.h"
 #include "summary.h"
 
 namespace ionsvc_bench {
@@ -74,26 +75,12 @@ inline std::string size_label(std::uint64_t bytes)
 // ------------------------------------------------------------- allocation
 
 // The name the daemon gives the bench's unnamed buffers ("<comm>:<pid>"),
-// used by the floor and raw cases too so that all create alike.
+// used by the floor and raw cases too so that all create alike
+// (raw_allocation.h).
 inline std::string &buffer_name()
 {
     static std::string name = "ionsvc-bench:" + std::to_string(::getpid());
     return name;
-}
-
-// The memfd backend's allocation, step for step (daemon/memfd_backend.cpp).
-inline UniqueFD allocate_memfd(std::uint64_t size)
-{
-    UniqueFD fd{::memfd_create(buffer_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)};
-    if (!fd)
-        return fd;
-    if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0 ||
-        ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-        const int error = errno; // the caller reports it; close() must not change it
-        fd.reset();
-        errno = error;
-    }
-    return fd;
 }
 
 inline std::uint64_t page_align(std::uint64_t size)
@@ -190,7 +177,7 @@ struct FloorReply
 
 // The peer's whole life: answer requests until the bench hangs up. It runs
 // in a forked child, so it leaves with _exit() and never returns.
-[[noreturn]] inline void run_floor_peer(UniqueFD socket)
+[[noreturn]] inline void run_floor_peer(UniqueFD socket, RawAllocator &allocator)
 {
     std::array<std::byte, sizeof(FloorRequest)> packet{};
     for (;;) {
@@ -206,7 +193,7 @@ struct FloorReply
         reply.size = request.size;
         UniqueFD buffer;
         if (request.size != 0) {
-            buffer = allocate_memfd(request.size);
+            buffer = allocator.allocate(request.size);
             if (!buffer)
                 reply.error = errno;
         }
@@ -219,11 +206,12 @@ struct FloorReply
     }
 }
 
-// The bench's end of the floor: a socketpair and the peer process behind it.
+// The bench's end of the floor: a socketpair and the peer process behind
+// it, which allocates with (its copy of) allocator.
 class FloorPeer
 {
 public:
-    explicit FloorPeer(std::optional<int> cpu)
+    FloorPeer(RawAllocator &allocator, std::optional<int> cpu) : allocator_(allocator)
     {
         int ends[2];
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) < 0)
@@ -239,7 +227,7 @@ public:
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (pin_to(cpu) < 0)
                 ::_exit(EXIT_FAILURE);
-            run_floor_peer(std::move(theirs));
+            run_floor_peer(std::move(theirs), allocator);
         }
         socket_ = std::move(mine);
     }
@@ -277,20 +265,26 @@ public:
         return size ? std::move(received.fds.front()) : UniqueFD{};
     }
 
+    // What the peer allocates with, for the same allocation in-process.
+    RawAllocator &allocator() const { return allocator_; }
+
 private:
+    RawAllocator &allocator_;
     pid_t pid_ = -1;
     UniqueFD socket_;
 };
 
 // ---------------------------------------------------------------- daemon
 
-// An ionsvcd of our own on a temporary socket, stopped with SIGTERM.
+// An ionsvcd of our own on a temporary socket, serving backend alone,
+// stopped with SIGTERM.
 class DaemonProcess
 {
 public:
     // config: the text of its config file; the machine's own
     // (/etc/ionsvc/ionsvc.conf) is never read, so that runs compare.
-    DaemonProcess(const std::string &executable, std::optional<int> cpu, const std::string &config = {})
+    DaemonProcess(const std::string &executable, const std::string &backend, std::optional<int> cpu,
+                  const std::string &config = {})
     {
         char pattern[] = "/tmp/ionsvc-bench.XXXXXX";
         if (!::mkdtemp(pattern))
@@ -306,7 +300,7 @@ public:
         }
 
         std::vector<std::string> arguments{executable, "--socket", socket_path_, "--backend",
-                                           "memfd", "--log-level", "warn", "--config", config_path};
+                                           backend, "--log-level", "warn", "--config", config_path};
         std::vector<char *> argv;
         for (auto &argument : arguments)
             argv.push_back(argument.data());

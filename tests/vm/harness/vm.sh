@@ -13,6 +13,10 @@
 #
 # usage: vm.sh --series 6.1 --source SRC_DIR --build BUILD_DIR
 #              --test-binary ion_vm_test --out OUT_DIR
+#              [--guest-script SCRIPT --guest-args 'ARGS']
+# --guest-script runs in the guest instead of guest.sh, with the same
+# environment and IONVM_GUEST_ARGS (bench/run-in-vm.sh uses it); it must
+# end results.txt with "END <status>" as guest.sh does.
 # env:   IONSVC_VM_CACHE (default /var/cache/ionsvc-vm)
 #        IONSVC_VM_TIMEOUT (whole VM run, timeout(1) syntax; default 20m)
 #        IONSVC_VM_GUEST_TIMEOUT (ion_vm_test in the guest, seconds; default 900)
@@ -29,7 +33,7 @@ test_name=ion_vm_test
 . "$here/kernel.sh"
 
 parse_args() {
-    series='' src='' build='' test_binary='' out=''
+    series='' src='' build='' test_binary='' out='' guest_script=$here/guest.sh guest_args=''
     while (($#)); do
         (($# >= 2)) || die "$1 needs a value"
         case $1 in
@@ -38,6 +42,8 @@ parse_args() {
             --build) build=$2 ;;
             --test-binary) test_binary=$2 ;;
             --out) out=$2 ;;
+            --guest-script) guest_script=$2 ;;
+            --guest-args) guest_args=$2 ;;
             *) die "unknown argument '$1' (see the usage at the top of $0)" ;;
         esac
         shift 2
@@ -45,14 +51,18 @@ parse_args() {
     set_series "$series"
     [[ -d $src && -d $build && -n $out ]] || die "--source and --build must be directories, --out given"
     [[ -x $test_binary ]] || die "test binary '$test_binary' does not exist (was ion_vm_test built?)"
+    [[ -f $guest_script ]] || die "guest script '$guest_script' does not exist"
+    # The guest's config quotes it in single quotes.
+    [[ $guest_args != *[\'\"\\\$\`]* ]] || die "--guest-args must not contain quotes, backslashes, \$ or backquotes"
     mkdir -p "$out"
     src=$(realpath "$src") build=$(realpath "$build") out=$(realpath "$out")
-    test_binary=$(realpath "$test_binary")
+    test_binary=$(realpath "$test_binary") guest_script=$(realpath "$guest_script")
+    test_name=${test_binary##*/}
     results=$out/results
     local path
     # These paths go into QEMU options (commas split them) and into the
     # guest's single-quoted config.
-    for path in "$here" "$src" "$build" "$out" "$test_binary"; do
+    for path in "$here" "$src" "$build" "$out" "$test_binary" "$guest_script"; do
         if [[ $path =~ [[:space:],\'\"\\\$\`] ]]; then
             die "path '$path' contains a space, comma, quote, backslash, \$ or backquote; the VM harness cannot pass it on"
         fi
@@ -92,10 +102,11 @@ make_initramfs() {
     # For init and guest.sh.  IONVM_KEEP_PATHS: what the guest must still see
     # of the host under its own /tmp and /run (the build may live there).
     cat >"$staging/etc/ionvm/config" <<EOF
-IONVM_GUEST_SCRIPT='$here/guest.sh'
+IONVM_GUEST_SCRIPT='$guest_script'
+IONVM_GUEST_ARGS='$guest_args'
 IONVM_TEST_BINARY='$test_binary'
 IONVM_RESULTS_DIR='$results'
-IONVM_KEEP_PATHS='$here $src $build $out ${test_binary%/*}'
+IONVM_KEEP_PATHS='$here $src $build $out ${test_binary%/*} ${guest_script%/*}'
 IONVM_GUEST_TIMEOUT='$guest_timeout'
 ION_VM_MODULE_DIR='$out/modules'
 ION_VM_EXPECT_VGEM='$expect_vgem'
