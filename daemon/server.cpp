@@ -305,6 +305,7 @@ void Server::stop()
     if (stopped_)
         return;
     stopped_ = true;
+    service_.shut_down();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     accept_retry_.cancel();

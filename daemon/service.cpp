@@ -120,6 +120,11 @@ ClientId Service::connect(ClientIdentity identity)
 void Service::disconnect(ClientId client)
 {
     shares_.forget_client(client);
+    if (shutting_down_) {
+        // As if the daemon's reference were the last: released, not orphaned.
+        books_.remove_client(client, [](int) { return 1L; });
+        return;
+    }
     books_.remove_client(client, reference_counter_);
 }
 

@@ -380,6 +380,18 @@ TEST_F(ServiceOnIon, ABufferHeldElsewhereOutlivesItsClientAsAnOrphan)
     EXPECT_EQ(after.heaps(kSystemHeap).total_bytes(), 0u);
 }
 
+TEST_F(ServiceOnIon, WhileTheDaemonStopsADisconnectDropsEveryBufferWithoutCountingReferences)
+{
+    const Response response = alloc(camera_, 1u << kSystemId);
+    references_[response.fds[0]] = 3; // held elsewhere: an orphan, were the daemon going on
+    fdinfo_reads_.clear();
+    service_.shut_down();
+    service_.disconnect(camera_.id);
+    EXPECT_TRUE(fdinfo_reads_.empty()) << "the daemon counted references on its way out";
+    EXPECT_EQ(service_.books().heap_usage(kSystemHeap).buffers, 0u);
+    EXPECT_TRUE(service_.books().orphans().empty());
+}
+
 TEST_F(ServiceOnIon, AFreeThatRacedTheReleaseSucceeds)
 {
     const Response response = alloc(camera_, 1u << kSystemId);

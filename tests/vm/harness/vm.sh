@@ -20,11 +20,13 @@
 # env:   IONSVC_VM_CACHE (default /var/cache/ionsvc-vm)
 #        IONSVC_VM_TIMEOUT (whole VM run, timeout(1) syntax; default 20m)
 #        IONSVC_VM_GUEST_TIMEOUT (ion_vm_test in the guest, seconds; default 900)
+#        IONSVC_VM_MEMORY (the guest's RAM in MiB; default 1024)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${IONSVC_VM_CACHE:-/var/cache/ionsvc-vm}
 vm_timeout=${IONSVC_VM_TIMEOUT:-20m}
+vm_memory=${IONSVC_VM_MEMORY:-1024}
 guest_timeout=${IONSVC_VM_GUEST_TIMEOUT:-900}
 arch=amd64
 harness_name=vm.sh
@@ -119,7 +121,7 @@ boot() {
     log "booting $version under TCG (console: $out/console.log, limit $vm_timeout)"
     local status=0
     timeout -k 30 "$vm_timeout" qemu-system-x86_64 \
-        -machine q35 -accel tcg -cpu max -smp 2 -m 1024 \
+        -machine q35 -accel tcg -cpu max -smp 2 -m "$vm_memory" \
         -nodefaults -nographic -no-reboot -serial stdio \
         -kernel "$tree/boot/vmlinuz-$krel" -initrd "$out/initramfs.cpio.gz" \
         -append "console=ttyS0 panic=-1" \
