@@ -343,7 +343,7 @@ public:
     {
         if (::kill(pid_, SIGTERM) < 0)
             throw BenchError("cannot signal ionsvcd: " + errno_text(errno));
-        const int status = wait_bounded(std::chrono::seconds(10));
+        const int status = wait_bounded(kStopLimit);
         remove_directory();
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             throw BenchError("ionsvcd did not exit cleanly on SIGTERM (wait status " +
@@ -351,13 +351,17 @@ public:
     }
 
 private:
+    // Generous: after a scale run under emulation, the daemon first looks
+    // at each of 100k dma-bufs as its clients go, then frees them.
+    static constexpr std::chrono::seconds kStopLimit{120};
+
     // On the error path: stop the daemon, never hang on it.
     void stop_quietly() noexcept
     {
         if (pid_ > 0) {
             ::kill(pid_, SIGTERM);
             try {
-                wait_bounded(std::chrono::seconds(10));
+                wait_bounded(kStopLimit);
             } catch (const BenchError &) {
                 // wait_bounded killed it; the run has failed already.
             }
