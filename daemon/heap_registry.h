@@ -63,6 +63,9 @@ public:
     std::vector<std::string> describe_aliases() const;
     // "a, b, c (aliases: x, y)": for messages naming what does exist.
     std::string known_names() const;
+    // The heap of exactly this name (no alias), as config sections that
+    // name heaps mean them.
+    std::optional<HeapIndex> find_by_name(std::string_view name) const;
 
 private:
     struct ResolvedAlias
@@ -73,7 +76,6 @@ private:
     };
 
     std::optional<HeapIndex> find_candidate(std::string_view candidate) const;
-    std::optional<HeapIndex> find_by_name(std::string_view name) const;
 
     std::vector<HeapDescription> heaps_;
     std::vector<ResolvedAlias> aliases_;

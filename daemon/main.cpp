@@ -127,10 +127,8 @@ private:
 void check_config_heaps(const ionsvc::Config &config, const ionsvc::Allocator &allocator)
 {
     const auto check = [&](std::string_view section, const std::string &name) {
-        for (ionsvc::HeapIndex i = 0; i < allocator.heap_count(); ++i) {
-            if (allocator.heap(i).heap->name() == name)
-                return;
-        }
+        if (allocator.registry().find_by_name(name))
+            return;
         spdlog::warn("{}.\"{}\": this daemon serves no heap of that name; it applies to nothing "
                      "(serving: {})",
                      section, name, allocator.heap_names());

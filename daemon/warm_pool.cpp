@@ -60,11 +60,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
     std::vector<std::string> warnings;
     std::vector<Shelf> shelves;
     for (const PoolClass &pool_class : config.classes) {
-        std::optional<HeapIndex> index;
-        for (HeapIndex i = 0; i < allocator_.heap_count(); ++i) {
-            if (allocator_.heap(i).heap->name() == pool_class.heap)
-                index = i;
-        }
+        const std::optional<HeapIndex> index = allocator_.registry().find_by_name(pool_class.heap);
         if (!index) {
             warnings.push_back(fmt::format("{}: this daemon serves no heap '{}'; no pool for it (serving: {})",
                                            pool_class.origin, pool_class.heap, allocator_.heap_names()));
@@ -77,13 +73,8 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
                                            pool_class.origin, pool_class.heap));
             continue;
         }
-        Shelf *same = nullptr;
-        for (Shelf &shelf : shelves) {
-            if (shelf.heap == *index && shelf.size == *size)
-                same = &shelf;
-        }
         // "1M" and "1048576" are one class: the later entry says how many.
-        if (same)
+        if (Shelf *same = find_in(shelves, *index, *size))
             same->target = pool_class.count;
         else if (pool_class.count > 0)
             shelves.push_back({*index, *size, pool_class.count, {}, false, false});
@@ -95,11 +86,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
     std::vector<UniqueFD> released;
     std::lock_guard lock(mutex_);
     for (Shelf &old : shelves_) {
-        Shelf *kept = nullptr;
-        for (Shelf &shelf : shelves) {
-            if (shelf.heap == old.heap && shelf.size == old.size)
-                kept = &shelf;
-        }
+        Shelf *kept = find_in(shelves, old.heap, old.size);
         for (UniqueFD &fd : old.ready) {
             if (kept && kept->ready.size() < kept->target)
                 kept->ready.push_back(std::move(fd));
@@ -122,7 +109,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
 UniqueFD WarmPool::take(HeapIndex heap, std::uint64_t size)
 {
     std::lock_guard lock(mutex_);
-    Shelf *shelf = find_shelf(heap, size);
+    Shelf *shelf = find_in(shelves_, heap, size);
     if (shelf == nullptr || shelf->ready.empty())
         return {};
     // The most recently made: its pages were zeroed last, likeliest still
@@ -142,9 +129,9 @@ WarmPool::Level WarmPool::level(HeapIndex heap) const
     return heap < levels_.size() ? levels_[heap] : Level{};
 }
 
-WarmPool::Shelf *WarmPool::find_shelf(HeapIndex heap, std::uint64_t size)
+WarmPool::Shelf *WarmPool::find_in(std::vector<Shelf> &shelves, HeapIndex heap, std::uint64_t size)
 {
-    for (Shelf &shelf : shelves_) {
+    for (Shelf &shelf : shelves) {
         if (shelf.heap == heap && shelf.size == size)
             return &shelf;
     }
@@ -262,7 +249,7 @@ void WarmPool::fill(std::stop_token stop)
         auto buffer = make_buffer(heap, size);
 
         lock.lock();
-        shelf = find_shelf(heap, size);
+        shelf = find_in(shelves_, heap, size);
         if (!buffer) {
             if (shelf && !shelf->reported)
                 spdlog::warn("warm pool: making a {} byte buffer of heap '{}' failed: {}; trying again "

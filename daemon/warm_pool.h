@@ -83,7 +83,8 @@ private:
     void fill(std::stop_token stop);
     // The next shelf below its target, or none; mutex_ held.
     Shelf *next_to_fill();
-    Shelf *find_shelf(HeapIndex heap, std::uint64_t size);
+    // The shelf of that class in shelves, or none.
+    static Shelf *find_in(std::vector<Shelf> &shelves, HeapIndex heap, std::uint64_t size);
     // Whether MemAvailable is at least min_available (after a shortage:
     // min_available plus the whole pool, pool_bytes); logs changes.
     bool memory_to_spare(std::uint64_t min_available, std::uint64_t pool_bytes);
