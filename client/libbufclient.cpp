@@ -9,11 +9,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <array>
 #include <mutex>
 #include <unordered_set>
 
+#include <google/protobuf/arena.h>
+
 #include <ionsvc/fd_passing.h>
 #include <ionsvc/free_check.h>
+#include <ionsvc/node_recycler.h>
 #include <ionsvc/protocol.h>
 
 #include "buffer.pb.h"
@@ -85,6 +89,28 @@ std::string default_socket_path()
     return std::string(ionsvc::kDefaultSocketPath);
 }
 
+// A request and its reply, on an arena that starts in a block of its own:
+// made on the stack, a round trip costs no malloc for its messages.
+struct Exchange
+{
+    Exchange() : arena(on_block(block)) {}
+    Exchange(const Exchange &) = delete;
+    Exchange &operator=(const Exchange &) = delete;
+
+    static google::protobuf::ArenaOptions on_block(std::array<char, 2048> &block)
+    {
+        google::protobuf::ArenaOptions options;
+        options.initial_block = block.data();
+        options.initial_block_size = block.size();
+        return options;
+    }
+
+    alignas(std::max_align_t) std::array<char, 2048> block;
+    google::protobuf::Arena arena;
+    ionsvc::wire::Request &request = *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena);
+    ionsvc::wire::Reply &reply = *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena);
+};
+
 // The socket and the one conversation on it. Once the conversation is out of
 // step (a timeout, a broken reply), the connection is dead for good.
 class Client::Connection
@@ -103,18 +129,14 @@ public:
         ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
     }
 
-    struct Answer
-    {
-        ionsvc::wire::Reply reply;
-        std::vector<UniqueFD> fds;
-    };
-
     enum class ReplySize { kBounded, kUnbounded };
 
-    // Sends request and returns the reply with an OK status, or the error.
-    Result<Answer> transact(const ionsvc::wire::Request &request,
-                            ReplySize reply_size = ReplySize::kBounded)
+    // Sends the exchange's request. Returns the fds of its reply, which is
+    // in the exchange, if the reply's status is OK; otherwise the error.
+    Result<std::vector<UniqueFD>> transact(Exchange &exchange, ReplySize reply_size = ReplySize::kBounded)
     {
+        const ionsvc::wire::Request &request = exchange.request;
+        ionsvc::wire::Reply &reply = exchange.reply;
         std::lock_guard lock(mutex_);
         if (!socket_)
             return lost_earlier();
@@ -156,20 +178,18 @@ public:
         if (received.status < 0)
             return lose("receiving the reply failed: " + errno_text(static_cast<int>(-received.status)));
 
-        Answer answer;
-        if (!answer.reply.ParseFromArray(receive_buffer_.data(), static_cast<int>(received.status)))
+        if (!reply.ParseFromArray(receive_buffer_.data(), static_cast<int>(received.status)))
             return lose("the reply is not a Reply message");
-        answer.fds = std::move(received.fds);
-        if (answer.reply.status() != ionsvc::wire::OK)
-            return failure(static_cast<StatusCode>(answer.reply.status()), answer.reply.message());
-        return answer;
+        if (reply.status() != ionsvc::wire::OK)
+            return failure(static_cast<StatusCode>(reply.status()), reply.message());
+        return std::move(received.fds);
     }
 
     void note_held(std::span<const Buffer> buffers)
     {
         std::lock_guard lock(mutex_);
         for (const Buffer &buffer : buffers)
-            held_.insert(buffer.id());
+            held_nodes_.insert(held_, buffer.id());
     }
 
     // Frees ids after checking them against the ids this connection holds,
@@ -192,7 +212,7 @@ public:
                     return failed;
             }
             for (const std::uint64_t id : ids) {
-                held_.erase(id);
+                forget_held(id);
                 deferred_.push_back(id);
             }
             if (deferred_.size() < kMaxDeferredFrees)
@@ -200,14 +220,15 @@ public:
             return send_deferred();
         }
 
-        ionsvc::wire::Request request;
+        Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
         auto &free_request = *request.mutable_free();
         free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
         free_request.set_no_reply(true);
         if (auto failed = send(request); !failed)
             return failed;
         for (const std::uint64_t id : ids)
-            held_.erase(id);
+            forget_held(id);
         return {};
     }
 
@@ -222,12 +243,20 @@ public:
     ServerInfo server;
 
 private:
+    // mutex_ held.
+    void forget_held(std::uint64_t id)
+    {
+        if (const auto it = held_.find(id); it != held_.end())
+            held_nodes_.erase(held_, it);
+    }
+
     // The kept-back frees as a Free of their own, without reply; mutex_ held.
     Result<void> send_deferred()
     {
         if (deferred_.empty())
             return {};
-        ionsvc::wire::Request request;
+        Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
         request.mutable_free()->set_no_reply(true);
         return send(request);
     }
@@ -240,9 +269,11 @@ private:
         if (!deferred_.empty()) {
             // Two serialized messages, one after the other, parse as their
             // merge: the ids are appended without copying the request.
-            ionsvc::wire::Request frees;
-            frees.mutable_free_first()->Add(deferred_.begin(), deferred_.end());
-            if (!frees.AppendToString(&send_buffer_))
+            // (frees_ is kept: its field keeps its memory for the next.)
+            auto &ids = *frees_.mutable_free_first();
+            ids.Clear();
+            ids.Add(deferred_.begin(), deferred_.end());
+            if (!frees_.AppendToString(&send_buffer_))
                 return failure(StatusCode::kInternal, "could not serialize the deferred frees");
         }
         const ssize_t sent = ionsvc::send_packet(
@@ -297,8 +328,10 @@ private:
     std::vector<std::byte> receive_buffer_;
     std::string send_buffer_;
     std::unordered_set<std::uint64_t> held_; // ids this connection allocated and has not freed
+    ionsvc::NodeRecycler<decltype(held_), 64> held_nodes_;
     bool defer_frees_;
     std::vector<std::uint64_t> deferred_; // freed here, not yet told to the daemon
+    ionsvc::wire::Request frees_;         // carries deferred_ in its free_first
     std::string lost_reason_;
 };
 
@@ -336,15 +369,16 @@ Result<Client> Client::connect(const ConnectOptions &options)
 
     auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout, options.defer_frees);
 
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     auto &hello = *request.mutable_hello();
     hello.set_protocol_version(ionsvc::kProtocolVersion);
     hello.set_client_name(options.client_name);
-    auto answer = connection->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
+    auto fds = connection->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
 
-    const auto &reply = answer->reply.hello();
+    const auto &reply = exchange.reply.hello();
     ServerInfo &server = connection->server;
     server.protocol_version = reply.protocol_version();
     server.server_version = reply.server_version();
@@ -356,7 +390,8 @@ Result<Client> Client::connect(const ConnectOptions &options)
 
 Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
 {
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     auto &alloc = *request.mutable_alloc();
     alloc.set_heap(options.heap);
     alloc.set_size(options.size);
@@ -365,21 +400,21 @@ Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
     alloc.set_count(options.count);
     alloc.set_ion_heap_id_mask(options.ion_heap_id_mask);
 
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
+    auto fds = connection_->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
 
-    const auto &infos = answer->reply.alloc().buffers();
-    if (static_cast<std::size_t>(infos.size()) != answer->fds.size())
+    const auto &infos = exchange.reply.alloc().buffers();
+    if (static_cast<std::size_t>(infos.size()) != fds->size())
         return failure(StatusCode::kInternal, "the reply lists " + std::to_string(infos.size()) +
                                                   " buffers but carried " +
-                                                  std::to_string(answer->fds.size()) + " fds");
+                                                  std::to_string(fds->size()) + " fds");
 
     std::vector<Buffer> buffers;
-    buffers.reserve(answer->fds.size());
+    buffers.reserve(fds->size());
     for (int i = 0; i < infos.size(); ++i) {
         const auto &info = infos[i];
-        buffers.emplace_back(std::move(answer->fds[static_cast<std::size_t>(i)]), info.id(),
+        buffers.emplace_back(std::move((*fds)[static_cast<std::size_t>(i)]), info.id(),
                              info.size(), info.heap(), info.from_pool());
     }
     connection_->note_held(buffers);
@@ -453,17 +488,18 @@ Result<std::string> token_bytes(std::string_view text)
 
 Result<std::string> Client::share(const Buffer &buffer, const ShareOptions &options)
 {
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     auto &share = *request.mutable_share();
     share.set_buffer_id(buffer.id());
     if (options.uid)
         share.set_uid(*options.uid);
     share.set_ttl_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(options.ttl.count(), 0)));
     share.set_reusable(options.reusable);
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
-    return to_hex(answer->reply.share().token());
+    auto fds = connection_->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
+    return to_hex(exchange.reply.share().token());
 }
 
 Result<Buffer> Client::import(std::string_view token)
@@ -471,16 +507,17 @@ Result<Buffer> Client::import(std::string_view token)
     auto bytes = token_bytes(token);
     if (!bytes)
         return Unexpected{std::move(bytes).error()};
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     request.mutable_import_buffer()->set_token(std::move(*bytes));
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
-    if (answer->fds.size() != 1)
+    auto fds = connection_->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
+    if (fds->size() != 1)
         return failure(StatusCode::kInternal,
-                       "the import reply carried " + std::to_string(answer->fds.size()) + " fds, not 1");
-    const auto &info = answer->reply.import_buffer().buffer();
-    Buffer buffer(std::move(answer->fds.front()), info.id(), info.size(), info.heap());
+                       "the import reply carried " + std::to_string(fds->size()) + " fds, not 1");
+    const auto &info = exchange.reply.import_buffer().buffer();
+    Buffer buffer(std::move(fds->front()), info.id(), info.size(), info.heap());
     connection_->note_held(std::span<const Buffer>(&buffer, 1));
     return buffer;
 }
@@ -490,24 +527,26 @@ Result<void> Client::revoke(std::string_view token)
     auto bytes = token_bytes(token);
     if (!bytes)
         return Unexpected{std::move(bytes).error()};
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     request.mutable_revoke()->set_token(std::move(*bytes));
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
+    auto fds = connection_->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
     return {};
 }
 
 Result<std::vector<HeapInfo>> Client::list_heaps()
 {
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     request.mutable_list_heaps();
-    auto answer = connection_->transact(request);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
+    auto fds = connection_->transact(exchange);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
 
     std::vector<HeapInfo> heaps;
-    for (const auto &heap : answer->reply.list_heaps().heaps()) {
+    for (const auto &heap : exchange.reply.list_heaps().heaps()) {
         heaps.push_back({heap.name(), heap.backend(), heap.type(), heap.live_bytes(),
                          heap.live_buffers(), heap.peak_bytes(),
                          {heap.aliases().begin(), heap.aliases().end()},
@@ -519,7 +558,8 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
 
 Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
 {
-    ionsvc::wire::Request request;
+    Exchange exchange;
+    ionsvc::wire::Request &request = exchange.request;
     auto &stats_request = *request.mutable_stats();
     if (pid)
         stats_request.set_pid(static_cast<std::uint32_t>(*pid));
@@ -529,12 +569,12 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     case StatsView::kClients: stats_request.set_view(ionsvc::wire::STATS_VIEW_CLIENTS); break;
     }
 
-    auto answer = connection_->transact(request, Connection::ReplySize::kUnbounded);
-    if (!answer)
-        return Unexpected{std::move(answer).error()};
+    auto fds = connection_->transact(exchange, Connection::ReplySize::kUnbounded);
+    if (!fds)
+        return Unexpected{std::move(fds).error()};
 
     Stats stats;
-    for (const auto &client : answer->reply.stats().clients()) {
+    for (const auto &client : exchange.reply.stats().clients()) {
         ClientStats &entry = stats.clients.emplace_back();
         entry.client_id = client.client_id();
         entry.pid = client.pid();
@@ -546,7 +586,7 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
             entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes(),
                                    usage.shared_bytes(), usage.shared_buffers()});
     }
-    for (const auto &heap : answer->reply.stats().heaps()) {
+    for (const auto &heap : exchange.reply.stats().heaps()) {
         HeapStats &entry = stats.heaps.emplace_back();
         entry.name = heap.name();
         entry.backend = heap.backend();

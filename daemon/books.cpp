@@ -130,7 +130,7 @@ void Books::erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it
         discharge_ids(orphan->second.uid, orphan->second.groups, buffer.heap, buffer.size, false);
         orphans_.erase(orphan);
     }
-    buffers_.erase(it);
+    buffer_nodes_.erase(buffers_, it);
 }
 
 void Books::remove_client(ClientId client, const ReferenceCounter &count_references)
@@ -162,14 +162,14 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
 {
     ClientRecord &record = clients_.at(client);
     const BufferId id = next_buffer_id_++;
-    BufferRecord &buffer = buffers_[id];
+    BufferRecord &buffer = buffer_nodes_.insert(buffers_, id)->second;
     buffer.fd = std::move(fd);
     buffer.size = size;
     buffer.heap = heap;
     buffer.watched = watched;
     buffer.in_flight = 1;
     buffer.holders.push_back(client);
-    record.handles.emplace(id, Handle{});
+    handle_nodes_.insert(record.handles, id);
     charge(record, heap, size, false);
     heap_usage_[heap].add(size);
     if (watched)
@@ -237,7 +237,7 @@ int Books::remove_buffer(ClientId client, BufferId id, const ReferenceCounter &c
     if (handle->second.in_flight)
         --buffer.in_flight;
     const bool imported = handle->second.imported;
-    record.handles.erase(handle);
+    handle_nodes_.erase(record.handles, handle);
     drop_hold(record, client, id, buffer, imported);
     // Freed by its last holder: memory that someone still references
     // stays on the books as an orphan.
@@ -281,7 +281,7 @@ void Books::release(BufferId id)
         ClientRecord &record = clients_.at(holder);
         const auto handle = record.handles.find(id);
         discharge(record, buffer.heap, buffer.size, handle->second.imported);
-        record.handles.erase(handle);
+        handle_nodes_.erase(record.handles, handle);
         if (shared)
             record.usage[buffer.heap].remove_shared(buffer.size);
         auto &released = record.recently_released;

@@ -16,6 +16,7 @@
 
 #include <boost/container/small_vector.hpp>
 
+#include <ionsvc/node_recycler.h>
 #include <ionsvc/unique_fd.h>
 
 #include "allocator.h"
@@ -263,6 +264,10 @@ private:
 
     std::unordered_map<ClientId, ClientRecord> clients_;
     std::unordered_map<BufferId, BufferRecord> buffers_;
+    // Sized for steady churn, not for the largest batch: nodes beyond it
+    // are freed as usual.
+    NodeRecycler<decltype(buffers_), 64> buffer_nodes_;
+    NodeRecycler<decltype(ClientRecord::handles), 64> handle_nodes_;
     std::unordered_map<BufferId, OrphanRecord> orphans_;
     std::vector<Usage> heap_usage_;
     std::unordered_map<uid_t, std::vector<Usage>> uid_usage_;

@@ -5,6 +5,8 @@
 #include <linux/memfd.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <string>
 
@@ -32,12 +34,14 @@ public:
             return Unexpected{-EINVAL};
 
         // memfd_create wants a C string; shown as "memfd:<name>" in
-        // /proc/<pid>/fd and maps.
-        std::string name{buffer_name.substr(0, kMaxMemfdNameLength)};
-        if (name.empty())
-            name = "ionsvc";
+        // /proc/<pid>/fd and maps. Made on the stack: no malloc per buffer.
+        if (buffer_name.empty())
+            buffer_name = "ionsvc";
+        buffer_name = buffer_name.substr(0, kMaxMemfdNameLength);
+        std::array<char, kMaxMemfdNameLength + 1> name;
+        *std::copy(buffer_name.begin(), buffer_name.end(), name.begin()) = '\0';
 
-        auto fd = syscalls_.memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        auto fd = syscalls_.memfd_create(name.data(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (!fd)
             return fd;
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <google/protobuf/arena.h>
 #include <spdlog/spdlog.h>
 
 #include <ionsvc/free_check.h>
@@ -141,7 +142,11 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
         return Disposition::kKeepOpen;
     }
 
-    wire::Request request;
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.initial_block = request_block_.data();
+    arena_options.initial_block_size = request_block_.size();
+    google::protobuf::Arena arena(arena_options);
+    wire::Request &request = *google::protobuf::Arena::CreateMessage<wire::Request>(&arena);
     if (!request.ParseFromArray(packet.data(), static_cast<int>(packet.size()))) {
         set_error(response, StatusCode::kInvalidArgument,
                   fmt::format("malformed packet of {} bytes: not a Request message", packet.size()));
@@ -280,7 +285,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         return;
     }
 
-    const std::vector<HeapIndex> candidates = candidate_heaps(request, response);
+    const CandidateHeaps candidates = candidate_heaps(request, response);
     if (candidates.empty())
         return;
 
@@ -293,7 +298,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 
     // With several candidate heaps (an ION mask), the next one gets the
     // whole batch when one fails; the last failure is the one reported.
-    std::vector<MadeBuffer> made;
+    MadeBuffers made;
     HeapIndex heap = candidates.front();
     BatchFailure failure;
     for (const HeapIndex candidate : candidates) {
@@ -337,7 +342,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     const Heap &chosen = *allocator_.heap(heap).heap;
     const std::string_view heap_name = chosen.name();
     const bool watched = chosen.exports_dma_buf();
-    wire::AllocReply &reply = *response.reply.mutable_alloc();
+    wire::AllocReply &reply = response.alloc_reply();
     response.fds.reserve(count);
     response.allocated.reserve(count);
     for (MadeBuffer &buffer : made) {
@@ -346,7 +351,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
         wire::BufferInfo &info = *reply.add_buffers();
         info.set_id(id);
         info.set_size(*size);
-        info.set_heap(std::string(heap_name));
+        info.mutable_heap()->assign(heap_name);
         info.set_from_pool(buffer.from_pool);
         response.fds.push_back(number);
         response.allocated.push_back(id);
@@ -367,7 +372,7 @@ std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client
     return refusal;
 }
 
-Expected<std::vector<Service::MadeBuffer>, Service::BatchFailure>
+Expected<Service::MadeBuffers, Service::BatchFailure>
 Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags, std::string_view name,
                         std::uint32_t count)
 {
@@ -377,7 +382,7 @@ Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
     // without them (populated or not: they are populated).
     const bool poolable = pool_ != nullptr && heap_flags == 0;
     // All or nothing: a failure closes the buffers made so far.
-    std::vector<MadeBuffer> made;
+    MadeBuffers made;
     made.reserve(count);
     for (std::uint32_t i = 0; i < count; ++i) {
         if (UniqueFD fd = poolable ? pool_->take(heap, size) : UniqueFD{}) {
@@ -401,7 +406,7 @@ Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
     return made;
 }
 
-std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &request, Response &response) const
+Service::CandidateHeaps Service::candidate_heaps(const wire::AllocRequest &request, Response &response) const
 {
     const HeapRegistry &registry = allocator_.registry();
     if (const std::uint32_t mask = request.ion_heap_id_mask()) {
@@ -411,13 +416,13 @@ std::vector<HeapIndex> Service::candidate_heaps(const wire::AllocRequest &reques
                                   request.heap(), mask));
             return {};
         }
-        auto heaps = registry.resolve_ion_mask(mask);
+        const auto heaps = registry.resolve_ion_mask(mask);
         if (heaps.empty()) {
             set_error(response, StatusCode::kNoSuchHeap,
                       fmt::format("no ion heap in ion_heap_id_mask {:#x}; this daemon's ion heaps: {}",
                                   mask, registry.ion_heap_ids()));
         }
-        return heaps;
+        return CandidateHeaps(heaps.begin(), heaps.end());
     }
     const auto heap = allocator_.find_heap(request.heap());
     if (!heap) {

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 #include <ionsvc/status.h>
 
@@ -62,6 +66,13 @@ struct Response
     // allocated (a fresh Reply per request costs several mallocs).
     void clear()
     {
+        // Clearing the Reply would delete its body. An Alloc body is kept
+        // aside instead, with its BufferInfos and their strings, for the
+        // next Alloc reply to fill in again.
+        if (reply.has_alloc()) {
+            spare_alloc_.reset(reply.release_alloc());
+            spare_alloc_->Clear();
+        }
         reply.Clear();
         fds.clear();
         allocated.clear();
@@ -69,6 +80,17 @@ struct Response
         held_before = false;
         used_token.clear();
     }
+
+    // The reply's Alloc body, the one kept aside if there is one.
+    wire::AllocReply &alloc_reply()
+    {
+        if (spare_alloc_)
+            reply.set_allocated_alloc(spare_alloc_.release());
+        return *reply.mutable_alloc();
+    }
+
+private:
+    std::unique_ptr<wire::AllocReply> spare_alloc_;
 };
 
 enum class Disposition {
@@ -147,13 +169,15 @@ private:
         UniqueFD fd;
         bool from_pool = false;
     };
+    // Inline room for one: most allocations are of one buffer from one heap.
+    using MadeBuffers = boost::container::small_vector<MadeBuffer, 1>;
+    using CandidateHeaps = boost::container::small_vector<HeapIndex, 1>;
     // count buffers from heap (the warm pool's first), or nothing and why.
-    Expected<std::vector<MadeBuffer>, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size,
-                                                                 std::uint32_t flags, std::string_view name,
-                                                                 std::uint32_t count);
+    Expected<MadeBuffers, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
+                                                       std::string_view name, std::uint32_t count);
     // The heaps an allocation may come from, in the order to try them;
     // empty, with the error in response, if none.
-    std::vector<HeapIndex> candidate_heaps(const wire::AllocRequest &request, Response &response) const;
+    CandidateHeaps candidate_heaps(const wire::AllocRequest &request, Response &response) const;
     long count_references(int fd);
     // Why adding to client's holdings would pass a quota, if it would.
     std::optional<std::string> quota_refusal_now(const ClientRecord &client, const Addition &addition);
@@ -163,6 +187,10 @@ private:
     // each buffer once.
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,
                                        const std::vector<BufferId> &orphans) const;
+
+    // Requests are parsed into an arena on this block, one at a time: no
+    // malloc for their messages and strings.
+    alignas(std::max_align_t) std::array<char, 4096> request_block_;
 
     Allocator &allocator_;
     Books books_;

@@ -49,7 +49,6 @@ Expected<std::uint64_t, int> meminfo_available(std::string_view meminfo)
 WarmPool::WarmPool(Allocator &allocator, Syscalls &syscalls)
     : allocator_(allocator), syscalls_(syscalls), levels_(allocator.heap_count())
 {
-    filler_ = std::jthread([this](std::stop_token stop) { fill(std::move(stop)); });
 }
 
 // filler_, the last member, stops and joins first.
@@ -84,7 +83,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
     // Closed after the lock is let go: giving back populated memory takes
     // the kernel a while, and take() must not wait for it.
     std::vector<UniqueFD> released;
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     for (Shelf &old : shelves_) {
         Shelf *kept = find_in(shelves, old.heap, old.size);
         for (UniqueFD &fd : old.ready) {
@@ -103,6 +102,13 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
     min_available_ = config.min_available;
     changed_ = true;
     wake_.notify_one();
+    lock.unlock();
+
+    // Started with the first class, not before: a daemon that never pools
+    // stays single-threaded, and glibc's syscall wrappers and malloc take
+    // their cheaper single-threaded paths on every request.
+    if (!shelves_.empty() && !filler_.joinable())
+        filler_ = std::jthread([this](std::stop_token stop) { fill(std::move(stop)); });
     return warnings;
 }
 
