@@ -89,26 +89,13 @@ std::string default_socket_path()
     return std::string(ionsvc::kDefaultSocketPath);
 }
 
-// A request and its reply, on an arena that starts in a block of its own:
-// made on the stack, a round trip costs no malloc for its messages.
+// One request and its reply, made on the connection's arena, with the
+// connection locked until it goes: the caller reads the reply in peace.
 struct Exchange
 {
-    Exchange() : arena(on_block(block)) {}
-    Exchange(const Exchange &) = delete;
-    Exchange &operator=(const Exchange &) = delete;
-
-    static google::protobuf::ArenaOptions on_block(std::array<char, 2048> &block)
-    {
-        google::protobuf::ArenaOptions options;
-        options.initial_block = block.data();
-        options.initial_block_size = block.size();
-        return options;
-    }
-
-    alignas(std::max_align_t) std::array<char, 2048> block;
-    google::protobuf::Arena arena;
-    ionsvc::wire::Request &request = *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena);
-    ionsvc::wire::Reply &reply = *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena);
+    std::unique_lock<std::mutex> lock;
+    ionsvc::wire::Request &request;
+    ionsvc::wire::Reply &reply;
 };
 
 // The socket and the one conversation on it. Once the conversation is out of
@@ -129,19 +116,25 @@ public:
         ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
     }
 
+    // Locks the connection for one request and its reply.
+    Exchange begin()
+    {
+        std::unique_lock lock(mutex_);
+        ionsvc::wire::Request &request = new_request();
+        return {std::move(lock), request, *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_)};
+    }
+
     enum class ReplySize { kBounded, kUnbounded };
 
     // Sends the exchange's request. Returns the fds of its reply, which is
     // in the exchange, if the reply's status is OK; otherwise the error.
     Result<std::vector<UniqueFD>> transact(Exchange &exchange, ReplySize reply_size = ReplySize::kBounded)
     {
-        const ionsvc::wire::Request &request = exchange.request;
         ionsvc::wire::Reply &reply = exchange.reply;
-        std::lock_guard lock(mutex_);
         if (!socket_)
             return lost_earlier();
 
-        if (auto failed = send(request); !failed)
+        if (auto failed = send(exchange.request); !failed)
             return Unexpected{std::move(failed).error()};
 
         // Replies other than Stats are small and bounded: they are read
@@ -185,9 +178,9 @@ public:
         return std::move(received.fds);
     }
 
-    void note_held(std::span<const Buffer> buffers)
+    // The exchange that brought the buffers is still going.
+    void note_held(const Exchange &, std::span<const Buffer> buffers)
     {
-        std::lock_guard lock(mutex_);
         for (const Buffer &buffer : buffers)
             held_nodes_.insert(held_, buffer.id());
     }
@@ -220,8 +213,7 @@ public:
             return send_deferred();
         }
 
-        Exchange exchange;
-    ionsvc::wire::Request &request = exchange.request;
+        ionsvc::wire::Request &request = new_request();
         auto &free_request = *request.mutable_free();
         free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
         free_request.set_no_reply(true);
@@ -243,6 +235,16 @@ public:
     ServerInfo server;
 
 private:
+    // A fresh request on the arena; mutex_ held. Earlier messages stay on
+    // it until they fill half its first block, then all go at once: no
+    // malloc per message, and no arena made and torn down per request.
+    ionsvc::wire::Request &new_request()
+    {
+        if (arena_.SpaceUsed() > kArenaBlockBytes / 2)
+            arena_.Reset();
+        return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena_);
+    }
+
     // mutex_ held.
     void forget_held(std::uint64_t id)
     {
@@ -255,27 +257,17 @@ private:
     {
         if (deferred_.empty())
             return {};
-        Exchange exchange;
-    ionsvc::wire::Request &request = exchange.request;
+        ionsvc::wire::Request &request = new_request();
         request.mutable_free()->set_no_reply(true);
         return send(request);
     }
 
     // Sends request with the kept-back frees in its free_first; mutex_ held.
-    Result<void> send(const ionsvc::wire::Request &request)
+    Result<void> send(ionsvc::wire::Request &request)
     {
+        request.mutable_free_first()->Add(deferred_.begin(), deferred_.end());
         if (!request.SerializeToString(&send_buffer_))
             return failure(StatusCode::kInternal, "could not serialize the request");
-        if (!deferred_.empty()) {
-            // Two serialized messages, one after the other, parse as their
-            // merge: the ids are appended without copying the request.
-            // (frees_ is kept: its field keeps its memory for the next.)
-            auto &ids = *frees_.mutable_free_first();
-            ids.Clear();
-            ids.Add(deferred_.begin(), deferred_.end());
-            if (!frees_.AppendToString(&send_buffer_))
-                return failure(StatusCode::kInternal, "could not serialize the deferred frees");
-        }
         const ssize_t sent = ionsvc::send_packet(
             socket_.get(), {reinterpret_cast<const std::byte *>(send_buffer_.data()), send_buffer_.size()}, {});
         if (sent == -EAGAIN)
@@ -322,6 +314,14 @@ private:
     }
 
     std::mutex mutex_;
+    static constexpr std::size_t kArenaBlockBytes = 8 * 1024;
+    alignas(std::max_align_t) std::array<char, kArenaBlockBytes> arena_block_;
+    google::protobuf::Arena arena_{[this] {
+        google::protobuf::ArenaOptions options;
+        options.initial_block = arena_block_.data();
+        options.initial_block_size = arena_block_.size();
+        return options;
+    }()};
     ionsvc::UniqueFD socket_;
     std::string path_;
     std::chrono::milliseconds timeout_;
@@ -331,7 +331,6 @@ private:
     ionsvc::NodeRecycler<decltype(held_), 64> held_nodes_;
     bool defer_frees_;
     std::vector<std::uint64_t> deferred_; // freed here, not yet told to the daemon
-    ionsvc::wire::Request frees_;         // carries deferred_ in its free_first
     std::string lost_reason_;
 };
 
@@ -369,7 +368,7 @@ Result<Client> Client::connect(const ConnectOptions &options)
 
     auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout, options.defer_frees);
 
-    Exchange exchange;
+    Exchange exchange = connection->begin();
     ionsvc::wire::Request &request = exchange.request;
     auto &hello = *request.mutable_hello();
     hello.set_protocol_version(ionsvc::kProtocolVersion);
@@ -390,13 +389,16 @@ Result<Client> Client::connect(const ConnectOptions &options)
 
 Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
 {
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     auto &alloc = *request.mutable_alloc();
-    alloc.set_heap(options.heap);
+    // Empty is the default: set, it would still cost a string on the arena.
+    if (!options.heap.empty())
+        alloc.set_heap(options.heap);
     alloc.set_size(options.size);
     alloc.set_flags(options.flags);
-    alloc.set_name(options.name);
+    if (!options.name.empty())
+        alloc.set_name(options.name);
     alloc.set_count(options.count);
     alloc.set_ion_heap_id_mask(options.ion_heap_id_mask);
 
@@ -417,7 +419,7 @@ Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
         buffers.emplace_back(std::move((*fds)[static_cast<std::size_t>(i)]), info.id(),
                              info.size(), info.heap(), info.from_pool());
     }
-    connection_->note_held(buffers);
+    connection_->note_held(exchange, buffers);
     return buffers;
 }
 
@@ -488,7 +490,7 @@ Result<std::string> token_bytes(std::string_view text)
 
 Result<std::string> Client::share(const Buffer &buffer, const ShareOptions &options)
 {
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     auto &share = *request.mutable_share();
     share.set_buffer_id(buffer.id());
@@ -507,7 +509,7 @@ Result<Buffer> Client::import(std::string_view token)
     auto bytes = token_bytes(token);
     if (!bytes)
         return Unexpected{std::move(bytes).error()};
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_import_buffer()->set_token(std::move(*bytes));
     auto fds = connection_->transact(exchange);
@@ -518,7 +520,7 @@ Result<Buffer> Client::import(std::string_view token)
                        "the import reply carried " + std::to_string(fds->size()) + " fds, not 1");
     const auto &info = exchange.reply.import_buffer().buffer();
     Buffer buffer(std::move(fds->front()), info.id(), info.size(), info.heap());
-    connection_->note_held(std::span<const Buffer>(&buffer, 1));
+    connection_->note_held(exchange, std::span<const Buffer>(&buffer, 1));
     return buffer;
 }
 
@@ -527,7 +529,7 @@ Result<void> Client::revoke(std::string_view token)
     auto bytes = token_bytes(token);
     if (!bytes)
         return Unexpected{std::move(bytes).error()};
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_revoke()->set_token(std::move(*bytes));
     auto fds = connection_->transact(exchange);
@@ -538,7 +540,7 @@ Result<void> Client::revoke(std::string_view token)
 
 Result<std::vector<HeapInfo>> Client::list_heaps()
 {
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_list_heaps();
     auto fds = connection_->transact(exchange);
@@ -558,7 +560,7 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
 
 Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
 {
-    Exchange exchange;
+    Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     auto &stats_request = *request.mutable_stats();
     if (pid)

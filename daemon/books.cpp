@@ -41,19 +41,30 @@ ClientId Books::add_client(ClientIdentity identity)
     record.groups.erase(std::unique(record.groups.begin(), record.groups.end()), record.groups.end());
     record.identity = std::move(identity);
     record.usage.resize(heap_usage_.size());
+    const auto usage_of = [this](std::vector<Usage> &usage) {
+        usage.resize(heap_usage_.size());
+        return &usage;
+    };
+    record.uid_usage = usage_of(uid_usage_[record.identity.uid]);
+    for (const gid_t gid : record.groups)
+        record.group_usage.push_back(usage_of(gid_usage_[gid]));
     return id;
 }
 
 void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
 {
     client.usage[heap].add(size, imported);
-    charge_ids(client.identity.uid, client.groups, heap, size, imported);
+    (*client.uid_usage)[heap].add(size, imported);
+    for (std::vector<Usage> *usage : client.group_usage)
+        (*usage)[heap].add(size, imported);
 }
 
 void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
 {
     client.usage[heap].remove(size, imported);
-    discharge_ids(client.identity.uid, client.groups, heap, size, imported);
+    (*client.uid_usage)[heap].remove(size, imported);
+    for (std::vector<Usage> *usage : client.group_usage)
+        (*usage)[heap].remove(size, imported);
 }
 
 void Books::charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,

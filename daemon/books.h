@@ -147,6 +147,10 @@ struct ClientRecord
     // "<comm>:<pid>": the name of its buffers that it did not name itself.
     std::string default_buffer_name;
     std::vector<Usage> usage; // indexed by HeapIndex
+    // Its uid's and groups' usage in the books, found once at connect
+    // rather than on every charge (entries there are never erased).
+    std::vector<Usage> *uid_usage = nullptr;
+    std::vector<std::vector<Usage> *> group_usage;
     std::unordered_map<BufferId, Handle> handles;
     // The latest buffers released under the client (nobody held them any
     // more, and it had not freed them), so that a Free that raced the

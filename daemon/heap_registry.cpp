@@ -44,6 +44,10 @@ HeapRegistry::HeapRegistry(std::vector<HeapDescription> heaps, const std::vector
         }
         aliases_.push_back(std::move(resolved));
     }
+    if (!heaps_.empty()) {
+        const auto by_default = resolve(kDefaultAlias);
+        unnamed_ = by_default ? by_default : Expected<HeapIndex, int>{HeapIndex{0}};
+    }
 }
 
 std::optional<HeapIndex> HeapRegistry::find_by_name(std::string_view name) const
@@ -69,12 +73,10 @@ std::optional<HeapIndex> HeapRegistry::find_candidate(std::string_view candidate
 
 Expected<HeapIndex, int> HeapRegistry::resolve(std::string_view name) const
 {
+    if (name.empty())
+        return unnamed_;
     if (heaps_.empty())
         return Unexpected{-ENODEV};
-    if (name.empty()) {
-        const auto by_default = resolve(kDefaultAlias);
-        return by_default ? by_default : Expected<HeapIndex, int>{HeapIndex{0}};
-    }
     if (const auto heap = find_by_name(name))
         return *heap;
     for (const ResolvedAlias &alias : aliases_) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,6 +80,9 @@ private:
 
     std::vector<HeapDescription> heaps_;
     std::vector<ResolvedAlias> aliases_;
+    // What an empty name resolves to, fixed with the aliases: most
+    // allocations name no heap.
+    Expected<HeapIndex, int> unnamed_ = Unexpected{-ENODEV};
 };
 
 } // namespace ionsvc

@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <google/protobuf/arena.h>
 #include <spdlog/spdlog.h>
 
 #include <ionsvc/free_check.h>
@@ -93,7 +92,13 @@ void set_error(Response &response, StatusCode code, std::string message)
 Service::Service(Allocator &allocator, ServiceLimits limits, Syscalls &syscalls)
     : allocator_(allocator), books_(allocator.heap_count()), shares_(syscalls, limits.max_share_tokens),
       limits_(limits), syscalls_(syscalls),
-      reference_counter_([this](int fd) { return count_references(fd); })
+      reference_counter_([this](int fd) { return count_references(fd); }),
+      request_arena_([this] {
+          google::protobuf::ArenaOptions options;
+          options.initial_block = request_block_.data();
+          options.initial_block_size = request_block_.size();
+          return options;
+      }())
 {
 }
 
@@ -137,16 +142,22 @@ std::size_t Service::release_unreferenced()
 Disposition Service::handle_packet(ClientContext &client, std::span<const std::byte> packet,
                                    Response &response)
 {
+    const Disposition disposition = parse_and_handle(client, packet, response);
+    // Before the block runs out and the arena would take more memory.
+    if (request_arena_.SpaceUsed() > kRequestBlockBytes / 2)
+        request_arena_.Reset();
+    return disposition;
+}
+
+Disposition Service::parse_and_handle(ClientContext &client, std::span<const std::byte> packet,
+                                      Response &response)
+{
     if (packet.empty()) {
         set_error(response, StatusCode::kInvalidArgument, "empty packet: expected a Request message");
         return Disposition::kKeepOpen;
     }
 
-    google::protobuf::ArenaOptions arena_options;
-    arena_options.initial_block = request_block_.data();
-    arena_options.initial_block_size = request_block_.size();
-    google::protobuf::Arena arena(arena_options);
-    wire::Request &request = *google::protobuf::Arena::CreateMessage<wire::Request>(&arena);
+    wire::Request &request = *google::protobuf::Arena::CreateMessage<wire::Request>(&request_arena_);
     if (!request.ParseFromArray(packet.data(), static_cast<int>(packet.size()))) {
         set_error(response, StatusCode::kInvalidArgument,
                   fmt::format("malformed packet of {} bytes: not a Request message", packet.size()));

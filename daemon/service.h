@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
+#include <google/protobuf/arena.h>
 
 #include <ionsvc/status.h>
 
@@ -142,6 +143,8 @@ public:
     const ServiceLimits &limits() const { return limits_; }
 
 private:
+    Disposition parse_and_handle(ClientContext &client, std::span<const std::byte> packet,
+                                 Response &response);
     void hello(ClientContext &client, const wire::HelloRequest &request, Response &response);
     void list_heaps(ClientContext &client, Response &response);
     void allocate(ClientContext &client, const wire::AllocRequest &request, Response &response);
@@ -188,10 +191,6 @@ private:
     std::vector<Usage> totals_in_scope(const std::vector<std::pair<ClientId, const ClientRecord *>> &clients,
                                        const std::vector<BufferId> &orphans) const;
 
-    // Requests are parsed into an arena on this block, one at a time: no
-    // malloc for their messages and strings.
-    alignas(std::max_align_t) std::array<char, 4096> request_block_;
-
     Allocator &allocator_;
     Books books_;
     ShareTable shares_;
@@ -201,6 +200,12 @@ private:
     ServiceLimits limits_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;
+    // Requests are parsed into messages on this arena, which starts in
+    // request_block_ and is reset once they fill half of it: per request,
+    // no malloc and no arena set up and torn down.
+    static constexpr std::size_t kRequestBlockBytes = 16 * 1024;
+    alignas(std::max_align_t) std::array<char, kRequestBlockBytes> request_block_;
+    google::protobuf::Arena request_arena_;
     bool reference_count_failed_ = false; // said once in the log
     bool shutting_down_ = false;
 };

@@ -100,6 +100,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
         levels_[shelf.heap].buffers += shelf.ready.size();
     }
     min_available_ = config.min_available;
+    pooling_ = !shelves_.empty();
     changed_ = true;
     wake_.notify_one();
     lock.unlock();
@@ -114,6 +115,8 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
 
 UniqueFD WarmPool::take(HeapIndex heap, std::uint64_t size)
 {
+    if (!pooling_)
+        return {};
     std::lock_guard lock(mutex_);
     Shelf *shelf = find_in(shelves_, heap, size);
     if (shelf == nullptr || shelf->ready.empty())

@@ -49,12 +49,13 @@ public:
 
     // Applies a pool config (at start and on reload): classes not in it
     // give their buffers back, new ones fill. Returns a line for each class
-    // that names no heap served here, for the log.
+    // that names no heap served here, for the log. Called on the thread
+    // that calls take().
     std::vector<std::string> configure(const PoolConfig &config);
 
     // A ready buffer of exactly size bytes (page-aligned) from heap, or an
     // invalid fd if that class is empty or not pooled. Never blocks on the
-    // refill.
+    // refill; without a pool, takes no lock either.
     UniqueFD take(HeapIndex heap, std::uint64_t size);
 
     struct Level
@@ -98,6 +99,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable_any wake_;
     std::vector<Shelf> shelves_;
+    // Whether any class is pooled; read by take() without the lock. Set
+    // by configure(): both run on the event loop's thread.
+    bool pooling_ = false;
     std::vector<Level> levels_; // by heap index
     std::uint64_t min_available_ = 0;
     // Set by configure() and take(): the refill thread has work to look at.

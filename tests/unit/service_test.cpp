@@ -377,6 +377,87 @@ TEST_F(ServiceTest, FreeWithNoIdsOrTheSameIdTwiceIsInvalid)
     EXPECT_EQ(memfd_usage().buffers, 1u);
 }
 
+TEST_F(ServiceTest, ADuplicateAmongManyIdsIsFoundToo)
+{
+    hello();
+    wire::Request request;
+    for (std::uint64_t id = 1; id <= 40; ++id)
+        request.mutable_free()->add_buffer_ids(id);
+    request.mutable_free()->add_buffer_ids(33);
+    const Response response = send(request);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(response.reply.message(), HasSubstr("buffer 33 is listed more than once"));
+}
+
+TEST_F(ServiceTest, AResponseUsedAgainCarriesNothingOfTheReplyBefore)
+{
+    // As the server does: one Response per client, cleared per packet.
+    Response response;
+    const auto handle = [&](const wire::Request &request) {
+        response.clear();
+        const std::string packet = request.SerializeAsString();
+        service_.handle_packet(client_, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                               response);
+    };
+    hello();
+    wire::Request two;
+    two.mutable_alloc()->set_size(8192);
+    two.mutable_alloc()->set_count(2);
+    handle(two);
+    ASSERT_EQ(response.reply.alloc().buffers_size(), 2);
+    service_.delivered(client_, response);
+
+    wire::Request too_large;
+    too_large.mutable_alloc()->set_size(kMaxBufferSize + 1);
+    too_large.mutable_alloc()->set_count(1);
+    handle(too_large);
+    EXPECT_EQ(response.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_FALSE(response.reply.has_alloc());
+
+    wire::Request one;
+    one.mutable_alloc()->set_size(4096);
+    one.mutable_alloc()->set_count(1);
+    handle(one);
+    ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+    ASSERT_EQ(response.reply.alloc().buffers_size(), 1);
+    EXPECT_EQ(response.reply.alloc().buffers(0).size(), 4096u);
+    EXPECT_EQ(response.reply.alloc().buffers(0).heap(), "memfd");
+    EXPECT_EQ(response.fds.size(), 1u);
+    service_.delivered(client_, response);
+    EXPECT_EQ(memfd_usage().buffers, 3u);
+}
+
+TEST_F(ServiceTest, RequestAfterRequestAndTheLargestOneAreEachReadWhole)
+{
+    // Far more requests, and a larger one, than the request arena's block
+    // holds: it starts over many times, and once grows past it.
+    hello();
+    std::uint64_t previous = 0;
+    for (int i = 0; i < 2000; ++i) {
+        wire::Request request;
+        request.mutable_alloc()->set_size(4096);
+        request.mutable_alloc()->set_count(1);
+        request.mutable_alloc()->set_name(std::string(200, 'n'));
+        if (previous)
+            request.add_free_first(previous);
+        const Response response = send(request);
+        ASSERT_EQ(response.reply.status(), wire::OK) << i << ": " << response.reply.message();
+        service_.delivered(client_, response);
+        previous = response.reply.alloc().buffers(0).id();
+    }
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+
+    wire::Request largest;
+    largest.mutable_list_heaps();
+    for (std::uint64_t id = 1; id <= kMaxFreeIds; ++id)
+        largest.add_free_first(previous + id); // none held: freed silently
+    largest.set_free_first(0, previous);
+    ASSERT_EQ(send(largest).reply.status(), wire::OK);
+    EXPECT_EQ(memfd_usage().buffers, 0u);
+    EXPECT_EQ(alloc(4096).reply.status(), wire::OK);
+    EXPECT_EQ(memfd_usage().buffers, 1u);
+}
+
 TEST_F(ServiceTest, StatsNarrowedToAPidCountOnlyThatPid)
 {
     hello();

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -81,6 +83,25 @@ protected:
     Allocator allocator_;
     WarmPool pool_{allocator_, syscalls_};
 };
+
+std::size_t thread_count()
+{
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                                  std::filesystem::directory_iterator{}));
+}
+
+TEST_F(WarmPoolTest, NoRefillThreadRunsUntilAClassIsPooled)
+{
+    const std::size_t before = thread_count();
+    EXPECT_TRUE(pool_.configure(pool_of({})).empty());
+    EXPECT_FALSE(pool_.take(0, kMiB));
+    EXPECT_EQ(thread_count(), before);
+
+    EXPECT_TRUE(pool_.configure(pool_of({{kMiB, 1}})).empty());
+    EXPECT_EQ(thread_count(), before + 1);
+    ASSERT_TRUE(level_is(1, kMiB));
+    EXPECT_TRUE(pool_.take(0, kMiB));
+}
 
 TEST_F(WarmPoolTest, FillsEachSizeClassToItsCountWithPopulatedZeroedBuffers)
 {
