@@ -89,11 +89,32 @@ std::string default_socket_path()
     return std::string(ionsvc::kDefaultSocketPath);
 }
 
+// Each connection parses and builds its messages on an arena that starts in
+// a block of this size. Messages stay on it until they fill half the block,
+// then all go at once: no malloc per message, and no arena made and torn
+// down per request.
+namespace {
+
+constexpr std::size_t kArenaBlockBytes = 8 * 1024;
+
+void reset_if_full(google::protobuf::Arena &arena)
+{
+    if (arena.SpaceUsed() > kArenaBlockBytes / 2)
+        arena.Reset();
+}
+
+} // namespace
+
 // One request and its reply, made on the connection's arena, with the
 // connection locked until it goes: the caller reads the reply in peace.
 struct Exchange
 {
+    // A large reply (Stats) gives its memory back now, not at the next
+    // request.
+    ~Exchange() { reset_if_full(arena); }
+
     std::unique_lock<std::mutex> lock;
+    google::protobuf::Arena &arena;
     ionsvc::wire::Request &request;
     ionsvc::wire::Reply &reply;
 };
@@ -121,7 +142,8 @@ public:
     {
         std::unique_lock lock(mutex_);
         ionsvc::wire::Request &request = new_request();
-        return {std::move(lock), request, *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_)};
+        return {std::move(lock), arena_, request,
+                *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_)};
     }
 
     enum class ReplySize { kBounded, kUnbounded };
@@ -235,13 +257,10 @@ public:
     ServerInfo server;
 
 private:
-    // A fresh request on the arena; mutex_ held. Earlier messages stay on
-    // it until they fill half its first block, then all go at once: no
-    // malloc per message, and no arena made and torn down per request.
+    // A fresh request on the arena; mutex_ held.
     ionsvc::wire::Request &new_request()
     {
-        if (arena_.SpaceUsed() > kArenaBlockBytes / 2)
-            arena_.Reset();
+        reset_if_full(arena_);
         return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena_);
     }
 
@@ -314,7 +333,6 @@ private:
     }
 
     std::mutex mutex_;
-    static constexpr std::size_t kArenaBlockBytes = 8 * 1024;
     alignas(std::max_align_t) std::array<char, kArenaBlockBytes> arena_block_;
     google::protobuf::Arena arena_{[this] {
         google::protobuf::ArenaOptions options;
