@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <numeric>
@@ -21,6 +22,7 @@ namespace {
 // One-byte commands from the bench to a client process, and its answers.
 constexpr char kGo = 'g';       // concurrency: start allocating
 constexpr char kAllocate = 'a'; // scale: allocate and hold the buffers
+constexpr std::chrono::milliseconds kHolderTimeout = std::chrono::minutes(30);
 constexpr char kDone = 0;       // the step worked
 constexpr char kFailed = 1;     // it did not; the client said why on stderr
 
@@ -166,9 +168,10 @@ private:
     std::vector<pid_t> pids_;
 };
 
-std::optional<bufclient::Client> connect_client(const std::string &socket_path, const char *name)
+std::optional<bufclient::Client> connect_client(const std::string &socket_path, const char *name,
+                                               std::chrono::milliseconds timeout = std::chrono::seconds(30))
 {
-    auto client = bufclient::Client::connect({.socket_path = socket_path, .client_name = name});
+    auto client = bufclient::Client::connect({.socket_path = socket_path, .client_name = name, .timeout = timeout});
     if (!client) {
         std::fprintf(stderr, "ionsvc-bench: %s: connect failed: %s\n", name,
                      client.error().message.c_str());
@@ -405,7 +408,11 @@ std::vector<Row> run_scale(const FleetOptions &options)
 
     const bufclient::AllocOptions batch{.heap = options.heap, .size = options.size};
     Fleet fleet(options.scale_clients, [&](std::size_t) {
-        auto holder = connect_client(options.socket_path, "ionsvc-bench-holder");
+        // All holders ask at once, and the daemon serves them one after the
+        // other: the last waits for every allocation before its own (100k
+        // ION allocations under QEMU TCG take minutes). What is measured is
+        // the load they leave, not how long they waited.
+        auto holder = connect_client(options.socket_path, "ionsvc-bench-holder", kHolderTimeout);
         if (!holder || !reply(kDone) || next_command() != kAllocate)
             return EXIT_FAILURE;
         std::vector<bufclient::Buffer> held;

@@ -6,10 +6,10 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <array>
 #include <mutex>
 #include <unordered_set>
 
@@ -89,12 +89,12 @@ std::string default_socket_path()
     return std::string(ionsvc::kDefaultSocketPath);
 }
 
+namespace {
+
 // Each connection parses and builds its messages on an arena that starts in
 // a block of this size. Messages stay on it until they fill half the block,
 // then all go at once: no malloc per message, and no arena made and torn
 // down per request.
-namespace {
-
 constexpr std::size_t kArenaBlockBytes = 8 * 1024;
 
 void reset_if_full(google::protobuf::Arena &arena)

@@ -127,6 +127,7 @@ void Books::let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, cons
             orphans_[it->first] = {identity.pid, identity.uid, last.groups, identity.comm,
                                    references_besides_the_daemons(references)};
             charge_ids(identity.uid, last.groups, buffer.heap, buffer.size, false);
+            fresh_orphans_.push_back(it->first);
             return;
         }
     }
@@ -309,6 +310,19 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
 {
     std::size_t released = 0;
     std::size_t checked = 0;
+    // Each fresh orphan once: if it lives on, its turn in the queue comes.
+    while (!fresh_orphans_.empty() && checked < budget) {
+        const BufferId id = fresh_orphans_.front();
+        fresh_orphans_.pop_front();
+        const auto it = buffers_.find(id);
+        if (it == buffers_.end() || !it->second.holders.empty() || it->second.in_flight > 0)
+            continue;
+        ++checked;
+        if (unreferenced(id, it->second, count_references)) {
+            release(id);
+            ++released;
+        }
+    }
     // One pass at most: live entries go back to the end of the queue.
     for (std::size_t visits = watch_queue_.size(); visits > 0 && checked < budget; --visits) {
         const BufferId id = watch_queue_.front();

@@ -210,7 +210,8 @@ public:
     // Whether remove_buffer(client, buffer) would succeed.
     bool holds_or_released(ClientId client, BufferId buffer) const;
 
-    // Counts the references of up to budget watched buffers, in turn, and
+    // Counts the references of up to budget watched buffers, those
+    // orphaned since the last call first, then the rest in turn, and
     // releases those only the daemon still references. Returns how many
     // it released.
     std::size_t release_unreferenced(std::size_t budget, const ReferenceCounter &count_references);
@@ -222,6 +223,8 @@ public:
                                          std::size_t budget, const ReferenceCounter &count_references);
     // Whether release_unreferenced() has anything to do.
     bool has_watched_buffers() const { return !watch_queue_.empty(); }
+    // Entries in the queue of buffers to check, stale ones included.
+    std::size_t watch_queue_length() const { return watch_queue_.size(); }
 
     const ClientRecord *client(ClientId client) const;
     const BufferRecord *buffer(BufferId buffer) const;
@@ -279,6 +282,11 @@ private:
     // Watched buffers to check, in turn. Entries of buffers that left the
     // books stay until their turn comes and are dropped then.
     std::deque<BufferId> watch_queue_;
+    // Buffers orphaned since the last round, checked before the queue: most
+    // were freed a moment before their owner closed its fd, and waiting for
+    // their turn in a queue of 100 000 would keep their memory, and a
+    // daemon fd each, for a minute.
+    std::deque<BufferId> fresh_orphans_;
     ClientId next_client_id_ = 1;
     BufferId next_buffer_id_ = 1;
 };

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -31,6 +32,11 @@ constexpr int kPacketsPerWakeup = 16;
 // Between two rounds of release detection. A round counts the references
 // of a few hundred dma-bufs at most (ServiceLimits::release_check_budget).
 constexpr auto kReleaseCheckInterval = std::chrono::milliseconds(100);
+
+// A round runs in slices of this many buffers, each a turn of the event
+// loop of its own: the clients' requests are served between slices, not
+// after the whole round (a few hundred fdinfo reads, a millisecond or more).
+constexpr std::size_t kReleaseSlice = 32;
 
 std::string read_comm(pid_t pid)
 {
@@ -379,15 +385,31 @@ void Server::schedule_release_check()
     if (release_check_armed_ || stopped_ || !service_.has_watched_buffers())
         return;
     release_check_armed_ = true;
-    release_check_.expires_after(kReleaseCheckInterval);
-    release_check_.async_wait([this](const boost::system::error_code &error) {
-        release_check_armed_ = false;
-        if (error || stopped_)
+    check_release_after(kReleaseCheckInterval, 0);
+}
+
+void Server::check_release_after(std::chrono::steady_clock::duration delay, std::size_t round_left)
+{
+    // The timer even between slices (with no delay): stop() cancels it, and
+    // the loop polls the sockets before it fires.
+    release_check_.expires_after(delay);
+    release_check_.async_wait([this, round_left](const boost::system::error_code &error) {
+        if (error || stopped_) {
+            release_check_armed_ = false;
             return;
-        run_guarded("release detection", [this] {
-            if (const std::size_t released = service_.release_unreferenced())
+        }
+        std::size_t left = round_left ? round_left : service_.release_round_size();
+        const std::size_t slice = std::min(left, kReleaseSlice);
+        run_guarded("release detection", [&] {
+            if (const std::size_t released = service_.release_unreferenced(slice))
                 SPDLOG_DEBUG("release detection: {} buffers nobody holds any more left the books", released);
         });
+        left -= slice;
+        if (left > 0) {
+            check_release_after(std::chrono::steady_clock::duration::zero(), left);
+            return;
+        }
+        release_check_armed_ = false;
         schedule_release_check();
     });
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <unordered_map>
@@ -45,6 +46,9 @@ private:
     void forget(Session *session);
     // Arms the release detection timer if there are buffers to watch.
     void schedule_release_check();
+    // After delay, checks the next slice of a round with round_left buffers
+    // still to check (0: a new round), and goes on until the round is done.
+    void check_release_after(std::chrono::steady_clock::duration delay, std::size_t round_left);
     // One buffer for every session's incoming packets: the loop reads one
     // packet at a time and handles it before it reads the next.
     std::vector<std::byte> &receive_buffer() { return receive_buffer_; }

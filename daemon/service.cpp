@@ -134,9 +134,9 @@ void Service::disconnect(ClientId client)
     books_.remove_client(client, reference_counter_);
 }
 
-std::size_t Service::release_unreferenced()
+std::size_t Service::release_unreferenced(std::size_t budget)
 {
-    return books_.release_unreferenced(limits_.release_check_budget, reference_counter_);
+    return books_.release_unreferenced(budget, reference_counter_);
 }
 
 Disposition Service::handle_packet(ClientContext &client, std::span<const std::byte> packet,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstddef>
@@ -125,10 +126,18 @@ public:
     // Takes back the buffers of a reply that could not be delivered.
     void undo_allocation(ClientContext &client, const Response &response);
 
-    // One round of release detection, for the event loop's timer: counts
-    // the references of the next few dma-bufs and drops those nobody but
-    // the daemon holds. Returns how many it dropped.
-    std::size_t release_unreferenced();
+    // One round of release detection: counts the references of the next
+    // few dma-bufs (ServiceLimits::release_check_budget) and drops those
+    // nobody but the daemon holds. Returns how many it dropped.
+    std::size_t release_unreferenced() { return release_unreferenced(limits_.release_check_budget); }
+    // The same for the next budget buffers: the event loop runs a round in
+    // slices of this.
+    std::size_t release_unreferenced(std::size_t budget);
+    // How many buffers one round checks: the budget, or fewer if fewer wait.
+    std::size_t release_round_size() const
+    {
+        return std::min(limits_.release_check_budget, books_.watch_queue_length());
+    }
     // Whether release detection has buffers to watch (else the timer rests).
     bool has_watched_buffers() const { return books_.has_watched_buffers(); }
 

@@ -165,6 +165,37 @@ TEST_F(ReleaseDetection, ARoundCountsNoMoreBuffersThanItsBudgetAndTakesTurns)
     EXPECT_TRUE(books_.has_watched_buffers());
 }
 
+TEST_F(ReleaseDetection, ABufferFreedBeforeItsLastFdClosedIsCheckedBeforeTheQueue)
+{
+    // Many watched buffers ahead of it in the queue, each still referenced.
+    for (int i = 0; i < 5; ++i)
+        delivered_buffer(camera_, 4096, 2);
+    int fd = -1;
+    const BufferId freed = delivered_buffer(camera_, 8192, 2, &fd);
+    // Freed while the client still had its fd open: an orphan.
+    ASSERT_EQ(books_.remove_buffer(camera_, freed, kernel_.counter()), 0);
+    ASSERT_TRUE(books_.buffer(freed));
+    kernel_.set(fd, 1); // now the client has closed it
+
+    // A budget of one: the next round's first count is the orphan.
+    EXPECT_EQ(books_.release_unreferenced(1, kernel_.counter()), 1u);
+    EXPECT_FALSE(books_.buffer(freed));
+    EXPECT_FALSE(is_open(fd));
+    EXPECT_TRUE(books_.orphans().empty());
+
+    // Checked once ahead of the queue: an orphan still referenced waits for
+    // its turn there like every other buffer.
+    int shared_fd = -1;
+    const BufferId shared = delivered_buffer(display_, 4096, 2, &shared_fd);
+    ASSERT_EQ(books_.remove_buffer(display_, shared, kernel_.counter()), 0);
+    EXPECT_EQ(books_.release_unreferenced(1, kernel_.counter()), 0u);
+    kernel_.set(shared_fd, 1);
+    EXPECT_EQ(books_.release_unreferenced(1, kernel_.counter()), 0u) << "the queue's first buffer came next";
+    EXPECT_TRUE(books_.buffer(shared));
+    EXPECT_EQ(release_all(), 1u) << "its turn in the queue came";
+    EXPECT_FALSE(books_.buffer(shared));
+}
+
 TEST_F(ReleaseDetection, FreedBuffersCostARoundNoCount)
 {
     const BufferId first = delivered_buffer(camera_);

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "listener.h"
 #include "memfd_backend.h"
 #include "mock_syscalls.h"
+#include "raw_connection.h"
 #include "server.h"
 
 namespace ionsvc {
@@ -181,6 +183,65 @@ TEST_F(ServerTest, ReleaseDetectionThatThrowsLeavesTheLoopServing)
     EXPECT_TRUE(client.allocate({.heap = "memfd", .size = 4096}));
     auto newcomer = connect();
     EXPECT_TRUE(newcomer.allocate({.heap = "memfd", .size = 4096}));
+}
+
+TEST_F(ServerTest, ClientsAreServedBetweenTheSlicesOfAReleaseRound)
+{
+    auto holder = connect();
+    auto held = holder.allocate({.heap = "watched", .size = 4096, .count = 50});
+    ASSERT_TRUE(held) << held.error().message;
+    auto more = holder.allocate({.heap = "watched", .size = 4096, .count = 50});
+    ASSERT_TRUE(more) << more.error().message;
+    testing::RawConnection other(socket_path_);
+    ASSERT_EQ(other.hello().status(), wire::OK);
+
+    // What the loop does, in order, once armed: R a reference count of one
+    // of the 100 buffers (a round's worth), A an allocation. The first
+    // count sends the other client's Alloc: it waits in the socket while
+    // the round goes on.
+    struct Log
+    {
+        std::mutex mutex;
+        bool armed = false;
+        std::string events;
+    };
+    auto log = std::make_shared<Log>();
+    wire::Request alloc;
+    alloc.mutable_alloc()->set_heap("memfd");
+    alloc.mutable_alloc()->set_size(4096);
+    alloc.mutable_alloc()->set_count(1);
+    const std::string alloc_packet = alloc.SerializeAsString();
+    ON_CALL(syscalls_, read_fdinfo(_, _)).WillByDefault([log, &other, alloc_packet](int, std::span<char>) {
+        std::lock_guard lock(log->mutex);
+        if (log->armed) {
+            if (log->events.empty()) {
+                EXPECT_EQ(other.send_bytes(alloc_packet), static_cast<ssize_t>(alloc_packet.size()));
+            }
+            log->events += 'R';
+        }
+        // Uncountable: the buffers stay, and every round counts them all.
+        return Expected<std::size_t, int>{Unexpected{-ENOENT}};
+    });
+    ON_CALL(syscalls_, memfd_create(_, _)).WillByDefault([log](const char *name, unsigned int flags) {
+        std::lock_guard lock(log->mutex);
+        if (log->armed)
+            log->events += 'A';
+        return real_syscalls().memfd_create(name, flags);
+    });
+    {
+        std::lock_guard lock(log->mutex);
+        log->armed = true;
+    }
+
+    ASSERT_EQ(other.receive().status(), wire::OK);
+    std::lock_guard lock(log->mutex);
+    const std::size_t counts_before = log->events.find('A');
+    ASSERT_NE(counts_before, std::string::npos) << log->events;
+    // Armed at any point of a round: at most one slice (32) of counts went
+    // before the Alloc, not the rest of the round's 100.
+    EXPECT_GE(counts_before, 1u) << log->events;
+    EXPECT_LE(counts_before, 32u) << log->events;
+    log->armed = false;
 }
 
 } // namespace
