@@ -68,10 +68,11 @@ struct Response
     // allocated (a fresh Reply per request costs several mallocs).
     void clear()
     {
-        // Clearing the Reply would delete its body. An Alloc body is kept
-        // aside instead, with its BufferInfos and their strings, for the
-        // next Alloc reply to fill in again.
-        if (reply.has_alloc()) {
+        // Clearing the Reply would delete its body. A small Alloc body is
+        // kept aside instead, with its BufferInfos and their strings, for
+        // the next Alloc reply to fill in again; a batch's would hold its
+        // memory (100 bytes a buffer) for as long as the client stays.
+        if (reply.has_alloc() && reply.alloc().buffers_size() <= kKeptAllocBuffers) {
             spare_alloc_.reset(reply.release_alloc());
             spare_alloc_->Clear();
         }
@@ -92,6 +93,7 @@ struct Response
     }
 
 private:
+    static constexpr int kKeptAllocBuffers = 4;
     std::unique_ptr<wire::AllocReply> spare_alloc_;
 };
 
