@@ -237,10 +237,10 @@ TEST_F(ServerTest, ClientsAreServedBetweenTheSlicesOfAReleaseRound)
     std::lock_guard lock(log->mutex);
     const std::size_t counts_before = log->events.find('A');
     ASSERT_NE(counts_before, std::string::npos) << log->events;
-    // Armed at any point of a round: at most one slice (32) of counts went
+    // Armed at any point of a round: at most one slice (8) of counts went
     // before the Alloc, not the rest of the round's 100.
     EXPECT_GE(counts_before, 1u) << log->events;
-    EXPECT_LE(counts_before, 32u) << log->events;
+    EXPECT_LE(counts_before, 8u) << log->events;
     log->armed = false;
 }
 
