@@ -311,7 +311,10 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
     std::size_t released = 0;
     std::size_t checked = 0;
     // Each fresh orphan once: if it lives on, its turn in the queue comes.
-    while (!fresh_orphans_.empty() && checked < budget) {
+    // Half the budget at most, so that a client making orphans faster than
+    // rounds go cannot stall the queue.
+    const std::size_t fresh_budget = (budget + 1) / 2;
+    while (!fresh_orphans_.empty() && checked < fresh_budget) {
         const BufferId id = fresh_orphans_.front();
         fresh_orphans_.pop_front();
         const auto it = buffers_.find(id);

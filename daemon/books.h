@@ -211,9 +211,9 @@ public:
     bool holds_or_released(ClientId client, BufferId buffer) const;
 
     // Counts the references of up to budget watched buffers, those
-    // orphaned since the last call first, then the rest in turn, and
-    // releases those only the daemon still references. Returns how many
-    // it released.
+    // orphaned since the last call first (up to half the budget), then the
+    // rest in turn, and releases those only the daemon still references.
+    // Returns how many it released.
     std::size_t release_unreferenced(std::size_t budget, const ReferenceCounter &count_references);
     // The same, now, for the watched buffers that the clients of pid and uid
     // hold (any pid, any uid, if none) and the orphans last held there, at

@@ -108,7 +108,7 @@ std::vector<std::string> WarmPool::configure(const PoolConfig &config)
     // Started with the first class, not before: a daemon that never pools
     // stays single-threaded, and glibc's syscall wrappers and malloc take
     // their cheaper single-threaded paths on every request.
-    if (!shelves_.empty() && !filler_.joinable())
+    if (pooling_ && !filler_.joinable())
         filler_ = std::jthread([this](std::stop_token stop) { fill(std::move(stop)); });
     return warnings;
 }

@@ -196,6 +196,26 @@ TEST_F(ReleaseDetection, ABufferFreedBeforeItsLastFdClosedIsCheckedBeforeTheQueu
     EXPECT_FALSE(books_.buffer(shared));
 }
 
+TEST_F(ReleaseDetection, FreshOrphansTakeHalfARoundAtMostAndTheQueueTheRest)
+{
+    // Two buffers nobody references in the queue, then four fresh orphans.
+    delivered_buffer(camera_, 4096, 1);
+    delivered_buffer(camera_, 4096, 1);
+    for (int i = 0; i < 4; ++i) {
+        const BufferId id = delivered_buffer(display_, 4096, 2);
+        ASSERT_EQ(books_.remove_buffer(display_, id, kernel_.counter()), 0);
+    }
+    ASSERT_EQ(books_.orphans().size(), 4u);
+
+    const int before = kernel_.counted();
+    // A budget of four: two orphans (still referenced), then the queue's
+    // first two buffers, which nobody references.
+    EXPECT_EQ(books_.release_unreferenced(4, kernel_.counter()), 2u);
+    EXPECT_EQ(kernel_.counted() - before, 4);
+    EXPECT_EQ(books_.client(camera_)->handles.size(), 0u);
+    EXPECT_EQ(books_.orphans().size(), 4u);
+}
+
 TEST_F(ReleaseDetection, FreedBuffersCostARoundNoCount)
 {
     const BufferId first = delivered_buffer(camera_);
