@@ -22,9 +22,11 @@ namespace {
 // One-byte commands from the bench to a client process, and its answers.
 constexpr char kGo = 'g';       // concurrency: start allocating
 constexpr char kAllocate = 'a'; // scale: allocate and hold the buffers
-constexpr std::chrono::milliseconds kHolderTimeout = std::chrono::minutes(30);
 constexpr char kDone = 0;       // the step worked
 constexpr char kFailed = 1;     // it did not; the client said why on stderr
+
+// How long a scale holder waits for a reply (libbufclient's default: 30 s).
+constexpr std::chrono::milliseconds kHolderTimeout = std::chrono::minutes(30);
 
 // The control socket's number in a client process: every other fd the
 // bench had is closed there, so that a client holds no end of another

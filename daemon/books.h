@@ -285,7 +285,7 @@ private:
     // Buffers orphaned since the last round, checked before the queue: most
     // were freed a moment before their owner closed its fd, and waiting for
     // their turn in a queue of 100 000 would keep their memory, and a
-    // daemon fd each, for a minute.
+    // daemon fd each, for 40 s.
     std::deque<BufferId> fresh_orphans_;
     ClientId next_client_id_ = 1;
     BufferId next_buffer_id_ = 1;
