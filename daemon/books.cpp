@@ -274,14 +274,18 @@ bool Books::holds_or_released(ClientId client, BufferId buffer) const
                record->recently_released.end();
 }
 
-bool Books::unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references)
+bool Books::release_if_unreferenced(BufferId id, const BufferRecord &buffer,
+                                    const ReferenceCounter &count_references)
 {
     const long references = count_references(buffer.fd.get());
     if (buffer.holders.empty()) {
         if (const auto orphan = orphans_.find(id); orphan != orphans_.end())
             orphan->second.references = references_besides_the_daemons(references);
     }
-    return only_the_daemon_holds(references);
+    if (!only_the_daemon_holds(references))
+        return false;
+    release(id);
+    return true;
 }
 
 void Books::release(BufferId id)
@@ -321,10 +325,7 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
         if (it == buffers_.end() || !it->second.holders.empty() || it->second.in_flight > 0)
             continue;
         ++checked;
-        if (unreferenced(id, it->second, count_references)) {
-            release(id);
-            ++released;
-        }
+        released += release_if_unreferenced(id, it->second, count_references);
     }
     // One pass at most: live entries go back to the end of the queue.
     for (std::size_t visits = watch_queue_.size(); visits > 0 && checked < budget; --visits) {
@@ -335,8 +336,7 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
             continue; // freed or released since it was queued
         if (it->second.in_flight == 0) {
             ++checked;
-            if (unreferenced(id, it->second, count_references)) {
-                release(id);
+            if (release_if_unreferenced(id, it->second, count_references)) {
                 ++released;
                 continue;
             }
@@ -385,10 +385,7 @@ std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid, std::optio
             break;
         }
         --budget;
-        if (unreferenced(id, buffer, count_references)) {
-            release(id);
-            ++released;
-        }
+        released += release_if_unreferenced(id, buffer, count_references);
     }
     return released;
 }

@@ -243,9 +243,10 @@ public:
     std::size_t heap_count() const { return heap_usage_.size(); }
 
 private:
-    // Counts the buffer's references (noting an orphan's): true if the
-    // daemon's is the last.
-    bool unreferenced(BufferId id, const BufferRecord &buffer, const ReferenceCounter &count_references);
+    // Counts the buffer's references (noting an orphan's) and, if the
+    // daemon's is the last, releases it: true if it did.
+    bool release_if_unreferenced(BufferId id, const BufferRecord &buffer,
+                                 const ReferenceCounter &count_references);
     // A hold of size bytes in heap enters or leaves client's usage and its
     // uid's and groups'.
     void charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported);
