@@ -4,11 +4,12 @@
 //
 // Cases, per buffer size, each iteration timed on its own:
 //   daemon   client.allocate() + client.free() + close of the fd, through ionsvcd
-//            (an Alloc round trip, then a Free that libbufclient checks
-//            itself and sends without waiting for a reply), timed as a whole
+//            with libbufclient's defaults (an Alloc round trip; the Free,
+//            checked by libbufclient itself, rides on the next Alloc up to
+//            64 KiB and is a message without reply above), timed as a whole
 //            and split after the Alloc;
-//   deferred the same on a connection with defer_frees: the Free is not a
-//            message of its own but rides on the next Alloc;
+//   prompt   the same on a connection that sends every Free at once
+//            (deferred_free_bytes = 0): a message per Free at every size;
 //   floor    one request/reply round trip over a SOCK_SEQPACKET socketpair to a
 //            forked peer process that allocates a buffer as the daemon's
 //            backend does (for memfd: memfd_create() + ftruncate() + seals),
@@ -164,43 +165,40 @@ void free_one(bufclient::Client &client, const bufclient::Buffer &buffer)
         throw BenchError("free failed: " + freed.error().message);
 }
 
-// deferring: a second connection, with ConnectOptions::defer_frees.
-std::vector<Case> make_cases(bufclient::Client &client, bufclient::Client &deferring, FloorPeer &peer,
+// client.allocate() + client.free() + close of the fd, split after the Alloc.
+Case allocate_free_case(const std::string &kind, bufclient::Client &client, std::uint64_t size)
+{
+    const std::string label = size_label(size);
+    Case allocate_free;
+    allocate_free.name = kind + "/" + label;
+    allocate_free.kind = kind;
+    allocate_free.size = size;
+    allocate_free.baseline = "floor/" + label;
+    allocate_free.raw_baseline = "raw/" + label;
+    allocate_free.has_split = true;
+    allocate_free.run = [&client, size](Clock::time_point *split) {
+        const bufclient::Buffer buffer = allocate_one(client, size);
+        *split = Clock::now();
+        free_one(client, buffer);
+        // The Buffer goes out of scope here: its fd closes inside the timing.
+    };
+    return allocate_free;
+}
+
+// prompt_client: a second connection, which sends every Free at once.
+std::vector<Case> make_cases(bufclient::Client &client, bufclient::Client &prompt_client, FloorPeer &peer,
                              const Options &options)
 {
     std::vector<Case> cases;
     for (const std::uint64_t size : options.sizes) {
         const std::string label = size_label(size);
 
-        Case daemon;
-        daemon.name = "daemon/" + label;
-        daemon.kind = "daemon";
-        daemon.size = size;
-        daemon.baseline = "floor/" + label;
-        daemon.two_trip_baseline = "floor2/" + label;
-        daemon.raw_baseline = "raw/" + label;
-        daemon.has_split = true;
-        daemon.run = [&client, size](Clock::time_point *split) {
-            const bufclient::Buffer buffer = allocate_one(client, size);
-            *split = Clock::now();
-            free_one(client, buffer);
-            // The Buffer goes out of scope here: its fd closes inside the timing.
-        };
-        cases.push_back(std::move(daemon));
-
-        // The same, its Free riding on the next Alloc (defer_frees): one
-        // message per buffer instead of two.
-        Case deferred;
-        deferred.name = "deferred/" + label;
-        deferred.kind = "deferred";
-        deferred.size = size;
-        deferred.baseline = "floor/" + label;
-        deferred.raw_baseline = "raw/" + label;
-        deferred.run = [&deferring, size](Clock::time_point *) {
-            const bufclient::Buffer buffer = allocate_one(deferring, size);
-            free_one(deferring, buffer);
-        };
-        cases.push_back(std::move(deferred));
+        cases.push_back(allocate_free_case("daemon", client, size));
+        // The same with a Free message per buffer: two messages per buffer
+        // instead of one, against the floor of a two-trip protocol too.
+        Case prompt = allocate_free_case("prompt", prompt_client, size);
+        prompt.two_trip_baseline = "floor2/" + label;
+        cases.push_back(std::move(prompt));
 
         Case floor;
         floor.name = "floor/" + label;
@@ -415,16 +413,16 @@ void print_table(const std::vector<Row> &rows, const Options &options)
     }
     std::printf(
         "\n"
-        "daemon      client.allocate() + client.free() + close of the fd, through ionsvcd\n"
+        "daemon      client.allocate() + client.free() + close of the fd, through ionsvcd;\n"
+        "            up to 64 KiB each Free rides on the next Alloc (libbufclient's default)\n"
         "  :alloc    its Alloc round trip alone; :free+close the rest\n"
-        "deferred    the same on a connection with defer_frees: each Free rides on the\n"
-        "            next Alloc\n"
+        "prompt      the same with every Free sent at once (deferred_free_bytes = 0)\n"
         "floor       one allocation as the backend does it, in a peer process, + one\n"
         "            SEQPACKET round trip carrying its fd + close\n"
         "floor2      floor + one bare round trip: the floor of a two-trip protocol\n"
         "raw         the allocation + close, in-process: %s\n"
         "rtt         one bare SEQPACKET round trip to the peer, no fd\n"
-        "ratio       p50 / baseline p50; ratio2: daemon p50 / floor2 p50;\n"
+        "ratio       p50 / baseline p50; ratio2: prompt p50 / floor2 p50;\n"
         "            ratio_raw: daemon p50 / raw p50\n"
         "batch       one Alloc of 16 buffers + one Free of the 16, per iteration\n"
         "singles     16 Allocs of one buffer + 16 Frees of one, per iteration\n"
@@ -534,24 +532,21 @@ int run(Options options)
         if (!client)
             throw BenchError(client.error().message);
         check_daemon_serves(*client, allocator);
-        auto deferring = bufclient::Client::connect(
-            {.socket_path = socket_path, .client_name = "ionsvc-bench-deferred", .defer_frees = true});
-        if (!deferring)
-            throw BenchError(deferring.error().message);
+        auto prompt = bufclient::Client::connect(
+            {.socket_path = socket_path, .client_name = "ionsvc-bench-prompt", .deferred_free_bytes = 0});
+        if (!prompt)
+            throw BenchError(prompt.error().message);
 
-        std::vector<Case> cases = make_cases(*client, *deferring, peer, options);
+        std::vector<Case> cases = make_cases(*client, *prompt, peer, options);
         measure(cases, options);
         const auto used = [&](const char *kind) {
             return std::any_of(cases.begin(), cases.end(), [&](const Case &c) { return c.kind == kind; });
         };
-        if (used("daemon"))
+        // The stats request carries the frees still kept back.
+        if (used("daemon") || used("batch"))
             check_books(*client);
-        if (used("deferred")) {
-            // The last frees go now, and the books must show them.
-            if (auto flushed = deferring->flush_frees(); !flushed)
-                throw BenchError("flush_frees failed: " + flushed.error().message);
-            check_books(*deferring);
-        }
+        if (used("prompt"))
+            check_books(*prompt);
         rows = make_rows(cases);
     }
 
@@ -625,8 +620,8 @@ int parse_and_run(int argc, char **argv)
         ->capture_default_str();
     app.add_option("--only", options.only,
                    "Run only these kinds of case (e.g. to profile one): daemon, floor, floor2, "
-                   "deferred, raw, rtt, batch, concurrency, scale, pool")
-        ->check(CLI::IsMember({"daemon", "floor", "floor2", "deferred", "raw", "rtt", "batch", "concurrency",
+                   "prompt, raw, rtt, batch, concurrency, scale, pool")
+        ->check(CLI::IsMember({"daemon", "floor", "floor2", "prompt", "raw", "rtt", "batch", "concurrency",
                                "scale", "pool"}))
         ->delimiter(',');
     app.add_option("--concurrency-clients", options.fleet.client_counts,

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <unordered_set>
+#include <unordered_map>
 
 #include <google/protobuf/arena.h>
 
@@ -124,8 +124,10 @@ struct Exchange
 class Client::Connection
 {
 public:
-    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout, bool defer_frees)
-        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout), defer_frees_(defer_frees)
+    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout,
+               std::uint64_t deferred_free_bytes)
+        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout),
+          deferred_free_bytes_(deferred_free_bytes)
     {
         // The kernel enforces the timeout, both ways: no poll() per round
         // trip, and no send that blocks forever on a daemon that stopped
@@ -204,12 +206,20 @@ public:
     void note_held(const Exchange &, std::span<const Buffer> buffers)
     {
         for (const Buffer &buffer : buffers)
-            held_nodes_.insert(held_, buffer.id());
+            held_nodes_.insert(held_, buffer.id())->second = {.size = buffer.size()};
+    }
+
+    // The exchange that made a token for the buffer is still going.
+    void note_shared(const Exchange &, std::uint64_t id)
+    {
+        if (const auto it = held_.find(id); it != held_.end())
+            it->second.shared = true;
     }
 
     // Frees ids after checking them against the ids this connection holds,
     // by the daemon's own rules: a Free that passes cannot fail there, so it
-    // goes without a reply and costs one send instead of a round trip.
+    // goes without a reply, costing one send instead of a round trip, or,
+    // for small buffers, nothing until the next request carries it.
     Result<void> free(std::span<const std::uint64_t> ids)
     {
         std::lock_guard lock(mutex_);
@@ -220,30 +230,24 @@ public:
         if (refusal)
             return failure(refusal->code, refusal->message);
 
-        if (defer_frees_) {
-            // Room for all of them, or the ones kept back go first.
-            if (deferred_.size() + ids.size() > kMaxDeferredFrees) {
-                if (auto failed = send_deferred(); !failed)
-                    return failed;
-            }
-            for (const std::uint64_t id : ids) {
-                forget_held(id);
-                deferred_.push_back(id);
-            }
-            if (deferred_.size() < kMaxDeferredFrees)
-                return {};
-            return send_deferred();
+        // Room for all of them in one message, or the ones kept back go first.
+        if (deferred_.size() + ids.size() > kMaxDeferredFrees) {
+            if (auto failed = send_deferred(); !failed)
+                return failed;
         }
-
-        ionsvc::wire::Request &request = new_request();
-        auto &free_request = *request.mutable_free();
-        free_request.mutable_buffer_ids()->Add(ids.begin(), ids.end());
-        free_request.set_no_reply(true);
-        if (auto failed = send(request); !failed)
-            return failed;
-        for (const std::uint64_t id : ids)
-            forget_held(id);
-        return {};
+        bool shared = false;
+        for (const std::uint64_t id : ids) {
+            const auto it = held_.find(id);
+            deferred_bytes_ += it->second.size;
+            shared = shared || it->second.shared;
+            held_nodes_.erase(held_, it);
+            deferred_.push_back(id);
+        }
+        const bool keep_back = deferred_free_bytes_ > 0 && !shared &&
+                               deferred_bytes_ <= deferred_free_bytes_ && deferred_.size() < kMaxDeferredFrees;
+        if (keep_back)
+            return {};
+        return send_deferred();
     }
 
     Result<void> flush_frees()
@@ -262,13 +266,6 @@ private:
     {
         reset_if_full(arena_);
         return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena_);
-    }
-
-    // mutex_ held.
-    void forget_held(std::uint64_t id)
-    {
-        if (const auto it = held_.find(id); it != held_.end())
-            held_nodes_.erase(held_, it);
     }
 
     // The kept-back frees as a Free of their own, without reply; mutex_ held.
@@ -294,6 +291,7 @@ private:
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
         deferred_.clear();
+        deferred_bytes_ = 0;
         return {};
     }
 
@@ -345,10 +343,17 @@ private:
     std::chrono::milliseconds timeout_;
     std::vector<std::byte> receive_buffer_;
     std::string send_buffer_;
-    std::unordered_set<std::uint64_t> held_; // ids this connection allocated and has not freed
+    struct Held
+    {
+        std::uint64_t size = 0;
+        bool shared = false; // a token was made for it
+    };
+    // The buffers this connection allocated or imported and has not freed.
+    std::unordered_map<std::uint64_t, Held> held_;
     ionsvc::NodeRecycler<decltype(held_), 64> held_nodes_;
-    bool defer_frees_;
+    std::uint64_t deferred_free_bytes_;
     std::vector<std::uint64_t> deferred_; // freed here, not yet told to the daemon
+    std::uint64_t deferred_bytes_ = 0;    // their sizes
     std::string lost_reason_;
 };
 
@@ -384,7 +389,8 @@ Result<Client> Client::connect(const ConnectOptions &options)
                            " (is ionsvcd running? set " + ionsvc::kSocketEnvironmentVariable + ")");
     }
 
-    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout, options.defer_frees);
+    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout,
+                                                   options.deferred_free_bytes);
 
     Exchange exchange = connection->begin();
     ionsvc::wire::Request &request = exchange.request;
@@ -519,6 +525,7 @@ Result<std::string> Client::share(const Buffer &buffer, const ShareOptions &opti
     auto fds = connection_->transact(exchange);
     if (!fds)
         return Unexpected{std::move(fds).error()};
+    connection_->note_shared(exchange, buffer.id());
     return to_hex(exchange.reply.share().token());
 }
 

@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: MIT
-// ConnectOptions::defer_frees against the real daemon: frees kept back
-// until the client's next request, a full batch, or flush_frees().
+// libbufclient's deferred frees against the real daemon: by default the
+// frees of small buffers wait for the client's next request, and go by
+// themselves once too many bytes or ids wait, with a shared buffer's, or at
+// flush_frees().
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <limits>
 
 #include "harness.h"
 
 namespace ionsvc::testing {
 namespace {
 
+using bufclient::kDefaultDeferredFreeBytes;
 using bufclient::kMaxDeferredFrees;
+
+constexpr std::uint64_t kPage = 4096;
 
 class DeferredFrees : public ::testing::Test
 {
@@ -19,10 +26,12 @@ protected:
     {
     }
 
-    bufclient::Client connect_deferring()
+    // By default, or keeping back up to deferred_free_bytes.
+    bufclient::Client connect_deferring(std::uint64_t deferred_free_bytes = kDefaultDeferredFreeBytes)
     {
-        auto client = bufclient::Client::connect(
-            {.socket_path = daemon_.socket_path(), .client_name = "deferring", .defer_frees = true});
+        auto client = bufclient::Client::connect({.socket_path = daemon_.socket_path(),
+                                                  .client_name = "deferring",
+                                                  .deferred_free_bytes = deferred_free_bytes});
         EXPECT_TRUE(client) << client.error().message;
         if (!client)
             std::abort();
@@ -44,9 +53,9 @@ protected:
         return ~0ull;
     }
 
-    std::vector<bufclient::Buffer> allocate(std::uint32_t count)
+    std::vector<bufclient::Buffer> allocate(std::uint32_t count, std::uint64_t size = kPage)
     {
-        auto buffers = deferring_.allocate({.size = 4096, .count = count});
+        auto buffers = deferring_.allocate({.size = size, .count = count});
         EXPECT_TRUE(buffers) << buffers.error().message;
         return buffers ? std::move(*buffers) : std::vector<bufclient::Buffer>{};
     }
@@ -56,7 +65,7 @@ protected:
     bufclient::Client observer_;
 };
 
-TEST_F(DeferredFrees, AFreedBufferIsCountedUntilTheClientsNextRequestCarriesTheFree)
+TEST_F(DeferredFrees, ByDefaultAFreedSmallBufferIsCountedUntilTheClientsNextRequestCarriesTheFree)
 {
     const auto buffers = allocate(2);
     ASSERT_EQ(buffers.size(), 2u);
@@ -82,8 +91,52 @@ TEST_F(DeferredFrees, FlushFreesSendsThemWithoutAnotherRequest)
     EXPECT_EQ(buffers_counted(), 1u);
 }
 
-TEST_F(DeferredFrees, TheLastFreeThatFillsTheBatchSendsItAtOnce)
+TEST_F(DeferredFrees, TheFreeThatPassesTheBytesKeptBackSendsThemAll)
 {
+    constexpr std::uint32_t kFitting = kDefaultDeferredFreeBytes / kPage;
+    const auto buffers = allocate(kFitting + 1);
+    ASSERT_EQ(buffers.size(), kFitting + 1);
+    for (std::uint32_t i = 0; i < kFitting; ++i)
+        ASSERT_TRUE(deferring_.free(buffers[i]));
+    EXPECT_EQ(buffers_counted(), kFitting + 1);
+    ASSERT_TRUE(deferring_.free(buffers[kFitting]));
+    EXPECT_TRUE(eventually([&] { return buffers_counted() == 0; }));
+}
+
+TEST_F(DeferredFrees, AFreeOfABufferLargerThanTheBytesKeptBackGoesAtOnce)
+{
+    const auto buffers = allocate(1, kDefaultDeferredFreeBytes + kPage);
+    ASSERT_EQ(buffers.size(), 1u);
+    ASSERT_TRUE(deferring_.free(buffers[0]));
+    EXPECT_TRUE(eventually([&] { return buffers_counted() == 0; }));
+}
+
+TEST_F(DeferredFrees, AFreeOfASharedBufferGoesAtOnceAndItsTokenWithIt)
+{
+    const auto buffers = allocate(1);
+    ASSERT_EQ(buffers.size(), 1u);
+    auto token = deferring_.share(buffers[0]);
+    ASSERT_TRUE(token) << token.error().message;
+    ASSERT_TRUE(deferring_.free(buffers[0]));
+    EXPECT_TRUE(eventually([&] { return buffers_counted() == 0; }));
+    const auto imported = observer_.import(*token);
+    ASSERT_FALSE(imported);
+    EXPECT_EQ(imported.error().code, StatusCode::kNotFound);
+}
+
+TEST_F(DeferredFrees, WithNoBytesToKeepBackEveryFreeGoesAtOnce)
+{
+    deferring_ = connect_deferring(0);
+    const auto buffers = allocate(1);
+    ASSERT_EQ(buffers.size(), 1u);
+    ASSERT_TRUE(deferring_.free(buffers[0]));
+    EXPECT_TRUE(eventually([&] { return buffers_counted() == 0; }));
+}
+
+TEST_F(DeferredFrees, TheFreeThatFillsTheIdsKeptBackSendsThemAtOnce)
+{
+    // However many bytes may wait, no more than kMaxDeferredFrees ids do.
+    deferring_ = connect_deferring(std::numeric_limits<std::uint64_t>::max());
     // Two batches: one Alloc holds at most kMaxBatchCount.
     auto buffers = allocate(static_cast<std::uint32_t>(kMaxDeferredFrees));
     for (auto &buffer : allocate(1))

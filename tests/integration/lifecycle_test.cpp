@@ -294,8 +294,10 @@ TEST(Lifecycle, ASilentDaemonIsAnErrorAfterTheTimeoutNotAHang)
 TEST(Lifecycle, ADaemonThatStopsReadingIsAnErrorForFreeNotAHang)
 {
     DaemonProcess daemon;
+    // Every Free a message of its own.
     auto client = bufclient::Client::connect({.socket_path = daemon.socket_path(),
-                                              .timeout = std::chrono::milliseconds(100)});
+                                              .timeout = std::chrono::milliseconds(100),
+                                              .deferred_free_bytes = 0});
     ASSERT_TRUE(client);
     // More one-id Frees than the socket's send buffer holds (~200 packets).
     std::vector<bufclient::Buffer> held;

@@ -139,6 +139,8 @@ TEST(Stats, AMemfdBufferItsClientClosedStaysInTheBooksUntilFreed)
     EXPECT_EQ((*mine)["bytes"], 8192);
 
     ASSERT_TRUE(client.free(buffers->front()));
+    // A request on the same connection: the daemon has heard of the free.
+    ASSERT_TRUE(client.list_heaps());
     const json after = stats_json(daemon);
     mine = find_pid(after, ::getpid());
     ASSERT_NE(mine, nullptr);

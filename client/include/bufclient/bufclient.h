@@ -209,6 +209,9 @@ enum class StatsView {
     kClients, // ION debugfs clients/<client>
 };
 
+// Sixteen pages: a loop of small buffers defers its frees, a frame's does not.
+inline constexpr std::uint64_t kDefaultDeferredFreeBytes = 64 * 1024;
+
 struct ConnectOptions
 {
     // Empty: $IONSVC_SOCKET, else /run/ionsvc/ionsvc.sock.
@@ -217,15 +220,20 @@ struct ConnectOptions
     std::string client_name;
     // The longest wait for one reply before the daemon counts as lost.
     std::chrono::milliseconds timeout{30'000};
-    // free() sends nothing: the ids ride on this client's next request, or
-    // go by themselves once kMaxDeferredFrees wait or at flush_frees().
-    // Saves a message per buffer for a client that allocates and frees in
-    // a loop; until the ids go, the daemon still counts the buffers as this
-    // client's (and keeps their memory, its reference being the last).
-    bool defer_frees = false;
+    // free() keeps the frees of small buffers back: their ids ride on this
+    // client's next request instead of costing a message each (for a 4 KiB
+    // buffer, most of what an allocate+free costs beyond one round trip).
+    // They go by themselves, in one message, as soon as the buffers kept
+    // back would pass this many bytes or kMaxDeferredFrees ids, with the free
+    // of a buffer this client shared (its tokens die when the daemon hears
+    // of it), or at flush_frees(). Until then the daemon counts those
+    // buffers as this client's and, if its reference is the last (memfd, or
+    // the client closed its fds), keeps their memory: this many bytes at
+    // most. 0: every free goes at once.
+    std::uint64_t deferred_free_bytes = kDefaultDeferredFreeBytes;
 };
 
-// The most freed ids a client with ConnectOptions::defer_frees keeps back.
+// The most freed ids a client keeps back (ConnectOptions::deferred_free_bytes).
 inline constexpr std::size_t kMaxDeferredFrees = 64;
 
 // $IONSVC_SOCKET if set, else the daemon's default path.
@@ -247,14 +255,15 @@ public:
     // caller's own fds stay valid. All or nothing: ids this client does not
     // hold (NOT_FOUND), none, too many or one twice (INVALID_ARGUMENT) free
     // nothing. Checked here against what this client allocated, so the
-    // daemon is told without waiting for an answer; every later request on
-    // this client sees the buffers gone. A dma-buf that nobody held any more
+    // daemon is told without waiting for an answer, and small buffers' frees
+    // wait for the next request (ConnectOptions::deferred_free_bytes); every
+    // later request on this client sees the buffers gone. A dma-buf that nobody held any more
     // may have left the books already (release detection): freeing it is
     // still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
-    // With ConnectOptions::defer_frees: sends the frees kept back now (one
-    // message, no reply). Without: there are none.
+    // Sends the frees kept back (ConnectOptions::deferred_free_bytes) now:
+    // one message, no reply. Nothing if there are none.
     Result<void> flush_frees();
     // A token that lets another client import buffer (ION's SHARE): 48
     // hex digits, to be passed along by any means. It dies when used up,
