@@ -11,7 +11,7 @@
 #                           [-- BENCH ARGUMENTS]
 # The bench's arguments default to a run of 6 to 10 minutes under TCG (an
 # 8 MiB ION or udmabuf allocation takes tens of milliseconds there):
-#   --iterations 600 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M
+#   --iterations 600 --only daemon,prompt,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M
 # Under TCG only the ratios mean anything, never the times.
 # env: IONSVC_VM_TIMEOUT (the whole VM, default here 30m),
 #      IONSVC_VM_GUEST_TIMEOUT (one backend's run, seconds, default here 900),
@@ -24,7 +24,7 @@ build=$source_dir/build
 series=6.12
 backends=ion,dma-heap,udmabuf,memfd
 out=''
-bench_arguments=(--iterations 600 --only daemon,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M)
+bench_arguments=(--iterations 600 --only daemon,prompt,floor,floor2,raw,rtt,batch --sizes 4K,64K,1M,8M)
 
 die() {
     echo "run-in-vm.sh: $*" >&2
@@ -64,10 +64,11 @@ results=$out/results
 echo "run-in-vm.sh: kernel $(cat "$results/kernel.txt" 2>/dev/null || echo '?'), results in $results:"
 grep -E '^(PASS|FAIL|END)' "$results/results.txt" 2>/dev/null || echo "(no results.txt)"
 if command -v jq >/dev/null; then
-    # The daemon's ratios per size: to the floor, the two-trip floor and raw.
+    # The daemon's ratios per size, by default and with every Free at once
+    # (prompt): to the floor, the two-trip floor and raw.
     for backend in ${backends//,/ }; do
         [[ -s $results/bench-$backend.json ]] || continue
-        jq -r --arg b "$backend" '.[] | select(.kind == "daemon") |
+        jq -r --arg b "$backend" '.[] | select(.kind == "daemon" or .kind == "prompt") |
             [$b, .name, .p50_us, .baseline_p50_us, .ratio, .ratio_two_trips, .raw_p50_us, .ratio_raw]
             | map(if type == "number" then (. * 100 | round / 100) else . end) | @tsv' \
             "$results/bench-$backend.json"

@@ -105,18 +105,25 @@ void reset_if_full(google::protobuf::Arena &arena)
 
 } // namespace
 
-// One request and its reply, made on the connection's arena, with the
-// connection locked until it goes: the caller reads the reply in peace.
+// One request and its reply, made on the connection's arena, and the fds
+// the reply carried, with the connection locked until it goes: the caller
+// reads the reply and takes the fds in peace.
 struct Exchange
 {
-    // A large reply (Stats) gives its memory back now, not at the next
-    // request.
-    ~Exchange() { reset_if_full(arena); }
+    ~Exchange()
+    {
+        // Fds nobody took (a reply that should have carried none) close now.
+        fds.clear();
+        // A large reply (Stats) gives its memory back now, not at the next
+        // request.
+        reset_if_full(arena);
+    }
 
     std::unique_lock<std::mutex> lock;
     google::protobuf::Arena &arena;
     ionsvc::wire::Request &request;
     ionsvc::wire::Reply &reply;
+    std::vector<UniqueFD> &fds; // the connection's: the vector keeps its memory
 };
 
 // The socket and the one conversation on it. Once the conversation is out of
@@ -144,15 +151,27 @@ public:
     {
         std::unique_lock lock(mutex_);
         ionsvc::wire::Request &request = new_request();
-        return {std::move(lock), arena_, request,
-                *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_)};
+        return {std::move(lock), arena_, request, new_reply(), received_.fds};
+    }
+
+    // The same for an Alloc: its request is the connection's own, kept from
+    // one Alloc to the next with its body and strings, so that filling it in
+    // allocates nothing. The caller sets every field of the body.
+    Exchange begin_alloc()
+    {
+        // The arena was checked when the last exchange ended, and a Free
+        // sent since checked it before it made its request.
+        std::unique_lock lock(mutex_);
+        alloc_request_.clear_free_first();
+        return {std::move(lock), arena_, alloc_request_, new_reply(), received_.fds};
     }
 
     enum class ReplySize { kBounded, kUnbounded };
 
-    // Sends the exchange's request. Returns the fds of its reply, which is
-    // in the exchange, if the reply's status is OK; otherwise the error.
-    Result<std::vector<UniqueFD>> transact(Exchange &exchange, ReplySize reply_size = ReplySize::kBounded)
+    // Sends the exchange's request. Its reply, and the fds that came with it,
+    // are then in the exchange; returns the error if the reply's status is
+    // not OK or there is no reply.
+    Result<void> transact(Exchange &exchange, ReplySize reply_size = ReplySize::kBounded)
     {
         ionsvc::wire::Reply &reply = exchange.reply;
         if (!socket_)
@@ -179,9 +198,10 @@ public:
         if (receive_buffer_.size() < capacity)
             receive_buffer_.resize(capacity);
 
-        auto received = ionsvc::receive_packet(socket_.get(), receive_buffer_, ionsvc::kMaxFdsPerMessage);
-        while (received.status == -EINTR)
-            received = ionsvc::receive_packet(socket_.get(), receive_buffer_, ionsvc::kMaxFdsPerMessage);
+        ionsvc::ReceiveResult &received = received_;
+        do {
+            ionsvc::receive_packet(socket_.get(), receive_buffer_, ionsvc::kMaxFdsPerMessage, received);
+        } while (received.status == -EINTR);
         if (received.status == -EAGAIN)
             return lose(no_reply_text());
         if (received.status == 0)
@@ -199,7 +219,7 @@ public:
             return lose("the reply is not a Reply message");
         if (reply.status() != ionsvc::wire::OK)
             return failure(static_cast<StatusCode>(reply.status()), reply.message());
-        return std::move(received.fds);
+        return {};
     }
 
     // The exchange that brought the buffers is still going.
@@ -266,6 +286,12 @@ private:
     {
         reset_if_full(arena_);
         return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Request>(&arena_);
+    }
+
+    // A reply on the arena, after new_request() or begin_alloc(); mutex_ held.
+    ionsvc::wire::Reply &new_reply()
+    {
+        return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_);
     }
 
     // The kept-back frees as a Free of their own, without reply; mutex_ held.
@@ -338,10 +364,12 @@ private:
         options.initial_block_size = arena_block_.size();
         return options;
     }()};
+    ionsvc::wire::Request alloc_request_; // off the arena: Reset() leaves it be
     ionsvc::UniqueFD socket_;
     std::string path_;
     std::chrono::milliseconds timeout_;
     std::vector<std::byte> receive_buffer_;
+    ionsvc::ReceiveResult received_; // its fds are the Exchange's
     std::string send_buffer_;
     struct Held
     {
@@ -397,9 +425,8 @@ Result<Client> Client::connect(const ConnectOptions &options)
     auto &hello = *request.mutable_hello();
     hello.set_protocol_version(ionsvc::kProtocolVersion);
     hello.set_client_name(options.client_name);
-    auto fds = connection->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
 
     const auto &reply = exchange.reply.hello();
     ServerInfo &server = connection->server;
@@ -413,34 +440,31 @@ Result<Client> Client::connect(const ConnectOptions &options)
 
 Result<std::vector<Buffer>> Client::allocate(const AllocOptions &options)
 {
-    Exchange exchange = connection_->begin();
-    ionsvc::wire::Request &request = exchange.request;
-    auto &alloc = *request.mutable_alloc();
-    // Empty is the default: set, it would still cost a string on the arena.
-    if (!options.heap.empty())
-        alloc.set_heap(options.heap);
+    Exchange exchange = connection_->begin_alloc();
+    auto &alloc = *exchange.request.mutable_alloc();
+    // Every field, as the request is the last Alloc's. A string that was
+    // set once keeps its memory: setting it again copies the text.
+    alloc.set_heap(options.heap);
     alloc.set_size(options.size);
     alloc.set_flags(options.flags);
-    if (!options.name.empty())
-        alloc.set_name(options.name);
+    alloc.set_name(options.name);
     alloc.set_count(options.count);
     alloc.set_ion_heap_id_mask(options.ion_heap_id_mask);
 
-    auto fds = connection_->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection_->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
 
     const auto &infos = exchange.reply.alloc().buffers();
-    if (static_cast<std::size_t>(infos.size()) != fds->size())
+    if (static_cast<std::size_t>(infos.size()) != exchange.fds.size())
         return failure(StatusCode::kInternal, "the reply lists " + std::to_string(infos.size()) +
                                                   " buffers but carried " +
-                                                  std::to_string(fds->size()) + " fds");
+                                                  std::to_string(exchange.fds.size()) + " fds");
 
     std::vector<Buffer> buffers;
-    buffers.reserve(fds->size());
+    buffers.reserve(exchange.fds.size());
     for (int i = 0; i < infos.size(); ++i) {
         const auto &info = infos[i];
-        buffers.emplace_back(std::move((*fds)[static_cast<std::size_t>(i)]), info.id(),
+        buffers.emplace_back(std::move(exchange.fds[static_cast<std::size_t>(i)]), info.id(),
                              info.size(), info.heap(), info.from_pool());
     }
     connection_->note_held(exchange, buffers);
@@ -522,9 +546,8 @@ Result<std::string> Client::share(const Buffer &buffer, const ShareOptions &opti
         share.set_uid(*options.uid);
     share.set_ttl_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(options.ttl.count(), 0)));
     share.set_reusable(options.reusable);
-    auto fds = connection_->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection_->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
     connection_->note_shared(exchange, buffer.id());
     return to_hex(exchange.reply.share().token());
 }
@@ -537,14 +560,13 @@ Result<Buffer> Client::import(std::string_view token)
     Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_import_buffer()->set_token(std::move(*bytes));
-    auto fds = connection_->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
-    if (fds->size() != 1)
+    if (auto done = connection_->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
+    if (exchange.fds.size() != 1)
         return failure(StatusCode::kInternal,
-                       "the import reply carried " + std::to_string(fds->size()) + " fds, not 1");
+                       "the import reply carried " + std::to_string(exchange.fds.size()) + " fds, not 1");
     const auto &info = exchange.reply.import_buffer().buffer();
-    Buffer buffer(std::move(fds->front()), info.id(), info.size(), info.heap());
+    Buffer buffer(std::move(exchange.fds.front()), info.id(), info.size(), info.heap());
     connection_->note_held(exchange, std::span<const Buffer>(&buffer, 1));
     return buffer;
 }
@@ -557,9 +579,8 @@ Result<void> Client::revoke(std::string_view token)
     Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_revoke()->set_token(std::move(*bytes));
-    auto fds = connection_->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection_->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
     return {};
 }
 
@@ -568,9 +589,8 @@ Result<std::vector<HeapInfo>> Client::list_heaps()
     Exchange exchange = connection_->begin();
     ionsvc::wire::Request &request = exchange.request;
     request.mutable_list_heaps();
-    auto fds = connection_->transact(exchange);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection_->transact(exchange); !done)
+        return Unexpected{std::move(done).error()};
 
     std::vector<HeapInfo> heaps;
     for (const auto &heap : exchange.reply.list_heaps().heaps()) {
@@ -596,9 +616,8 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     case StatsView::kClients: stats_request.set_view(ionsvc::wire::STATS_VIEW_CLIENTS); break;
     }
 
-    auto fds = connection_->transact(exchange, Connection::ReplySize::kUnbounded);
-    if (!fds)
-        return Unexpected{std::move(fds).error()};
+    if (auto done = connection_->transact(exchange, Connection::ReplySize::kUnbounded); !done)
+        return Unexpected{std::move(done).error()};
 
     Stats stats;
     for (const auto &client : exchange.reply.stats().clients()) {

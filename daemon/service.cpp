@@ -330,13 +330,12 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
             failure = BatchFailure{0, 0, candidate, "quota exceeded: " + *refusal, StatusCode::kQuotaExceeded};
             continue;
         }
-        auto batch = allocate_batch(candidate, *size, request.flags(), name, count);
-        if (batch) {
-            made = std::move(*batch);
+        auto batch_failure = allocate_batch(candidate, *size, request.flags(), name, count, made);
+        if (!batch_failure) {
             heap = candidate;
             break;
         }
-        failure = batch.error();
+        failure = std::move(*batch_failure);
     }
     if (made.empty() && !failure.refusal.empty()) {
         set_error(response, failure.refusal_code, failure.refusal);
@@ -383,9 +382,9 @@ std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client
     return refusal;
 }
 
-Expected<Service::MadeBuffers, Service::BatchFailure>
-Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags, std::string_view name,
-                        std::uint32_t count)
+std::optional<Service::BatchFailure> Service::allocate_batch(HeapIndex heap, std::uint64_t size,
+                                                            std::uint32_t flags, std::string_view name,
+                                                            std::uint32_t count, MadeBuffers &made)
 {
     Heap &source = *allocator_.heap(heap).heap;
     const std::uint32_t heap_flags = flags & kHeapFlags;
@@ -393,7 +392,6 @@ Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
     // without them (populated or not: they are populated).
     const bool poolable = pool_ != nullptr && heap_flags == 0;
     // All or nothing: a failure closes the buffers made so far.
-    MadeBuffers made;
     made.reserve(count);
     for (std::uint32_t i = 0; i < count; ++i) {
         if (UniqueFD fd = poolable ? pool_->take(heap, size) : UniqueFD{}) {
@@ -406,15 +404,19 @@ Service::allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
             // A buffer that cannot carry its owner's name is not handed out.
         }
         auto fd = allocator_.allocate(heap, size, heap_flags, name);
-        if (!fd)
-            return Unexpected{BatchFailure{fd.error(), i, heap}};
+        if (!fd) {
+            made.clear();
+            return BatchFailure{fd.error(), i, heap};
+        }
         if (flags & wire::ALLOC_FLAG_POPULATED) {
-            if (const int ret = source.populate(fd->get(), size); ret < 0)
-                return Unexpected{BatchFailure{ret, i, heap}};
+            if (const int ret = source.populate(fd->get(), size); ret < 0) {
+                made.clear();
+                return BatchFailure{ret, i, heap};
+            }
         }
         made.push_back({std::move(*fd), false});
     }
-    return made;
+    return std::nullopt;
 }
 
 Service::CandidateHeaps Service::candidate_heaps(const wire::AllocRequest &request, Response &response) const

@@ -186,9 +186,10 @@ private:
     // Inline room for one: most allocations are of one buffer from one heap.
     using MadeBuffers = boost::container::small_vector<MadeBuffer, 1>;
     using CandidateHeaps = boost::container::small_vector<HeapIndex, 1>;
-    // count buffers from heap (the warm pool's first), or nothing and why.
-    Expected<MadeBuffers, BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
-                                                       std::string_view name, std::uint32_t count);
+    // count buffers from heap (the warm pool's first) into made (empty), or
+    // nothing and why. An out-parameter: the buffers are not moved again.
+    std::optional<BatchFailure> allocate_batch(HeapIndex heap, std::uint64_t size, std::uint32_t flags,
+                                               std::string_view name, std::uint32_t count, MadeBuffers &made);
     // The heaps an allocation may come from, in the order to try them;
     // empty, with the error in response, if none.
     CandidateHeaps candidate_heaps(const wire::AllocRequest &request, Response &response) const;

@@ -15,10 +15,10 @@ namespace {
 // The kernel's SCM_MAX_FD: the most descriptors one sendmsg() may carry.
 constexpr std::size_t kKernelMaxFds = 253;
 
-// Takes ownership of every descriptor in the SCM_RIGHTS messages of msg.
-std::vector<UniqueFD> collect_fds(msghdr &msg)
+// Takes ownership of every descriptor in the SCM_RIGHTS messages of msg,
+// into fds (empty).
+void collect_fds(msghdr &msg, std::vector<UniqueFD> &fds)
 {
-    std::vector<UniqueFD> fds;
     for (cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
         if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
             continue;
@@ -30,7 +30,6 @@ std::vector<UniqueFD> collect_fds(msghdr &msg)
             fds.emplace_back(fd);
         }
     }
-    return fds;
 }
 
 } // namespace
@@ -65,6 +64,14 @@ ssize_t send_packet(int socket, std::span<const std::byte> data, std::span<const
 
 ReceiveResult receive_packet(int socket, std::span<std::byte> data, std::size_t max_fds, int flags)
 {
+    ReceiveResult result;
+    receive_packet(socket, data, max_fds, result, flags);
+    return result;
+}
+
+void receive_packet(int socket, std::span<std::byte> data, std::size_t max_fds, ReceiveResult &result, int flags)
+{
+    result.fds.clear();
     iovec iov{data.data(), data.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -79,14 +86,13 @@ ReceiveResult receive_packet(int socket, std::span<std::byte> data, std::size_t 
     msg.msg_control = control;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * (max_fds ? max_fds : 1));
 
-    ReceiveResult result;
     const ssize_t received = ::recvmsg(socket, &msg, flags | MSG_CMSG_CLOEXEC);
     if (received < 0) {
         result.status = -errno;
-        return result;
+        return;
     }
 
-    result.fds = collect_fds(msg);
+    collect_fds(msg, result.fds);
     if (msg.msg_flags & MSG_CTRUNC) {
         // The kernel also truncates the fds it cannot install: probe the fd
         // table while the ones that did arrive still fill it.
@@ -103,7 +109,6 @@ ReceiveResult receive_packet(int socket, std::span<std::byte> data, std::size_t 
     } else {
         result.status = received;
     }
-    return result;
 }
 
 ssize_t peek_packet_size(int socket, int flags)

@@ -30,6 +30,10 @@ struct ReceiveResult
 };
 ReceiveResult receive_packet(int socket, std::span<std::byte> data, std::size_t max_fds,
                              int flags = 0);
+// The same into result, whose fds (closed first) keep their vector's memory
+// from one packet to the next.
+void receive_packet(int socket, std::span<std::byte> data, std::size_t max_fds, ReceiveResult &result,
+                    int flags = 0);
 
 // Length of the next packet without consuming it or any fds it carries.
 // Returns the length or -errno (-EAGAIN with MSG_DONTWAIT and nothing
