@@ -85,20 +85,22 @@ void BenchSmoke::expect_smoke_run(const BenchBackend &backend)
         EXPECT_EQ(row.value("heap", ""), backend.heap) << row.dump();
         const std::string kind = row["kind"].get<std::string>();
         kinds.insert(kind);
-        if (kind != "daemon")
+        if (kind != "daemon" && kind != "prompt")
             continue;
-        // daemon/<size> against floor/<size>, floor2/<size> and raw/<size>.
-        const std::string size = row["name"].get<std::string>().substr(std::string_view{"daemon/"}.size());
+        // daemon/<size> and prompt/<size> against floor/<size> and raw/<size>;
+        // prompt/<size>, which sends a Free per buffer, against floor2/<size> too.
+        const std::string size = row["name"].get<std::string>().substr(kind.size() + 1);
         EXPECT_EQ(row.value("baseline", ""), "floor/" + size) << row.dump();
         EXPECT_TRUE(is_positive_number(row["ratio"])) << row.dump();
-        EXPECT_TRUE(is_positive_number(row["ratio_two_trips"])) << row.dump();
+        EXPECT_EQ(is_positive_number(row["ratio_two_trips"]), kind == "prompt") << row.dump();
         EXPECT_TRUE(is_positive_number(row.value("ratio_raw", json{}))) << row.dump();
         for (const std::string baseline : {"floor/", "floor2/", "raw/"}) {
             EXPECT_TRUE(find_by(rows, "name", baseline + size) != nullptr)
                 << "no case " << baseline << size << " beside " << row["name"];
         }
     }
-    for (const std::string kind : {"daemon", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale"})
+    for (const std::string kind :
+         {"daemon", "prompt", "floor", "floor2", "raw", "rtt", "batch", "concurrency", "scale"})
         EXPECT_TRUE(kinds.contains(kind)) << "no case of kind " << kind << " in:\n" << result.out;
 
     // The bench and its daemon are gone: whatever they allocated is freed.
