@@ -70,7 +70,7 @@ if command -v jq >/dev/null; then
         [[ -s $results/bench-$backend.json ]] || continue
         jq -r --arg b "$backend" '.[] | select(.kind == "daemon" or .kind == "prompt") |
             [$b, .name, .p50_us, .baseline_p50_us, .ratio, .ratio_two_trips, .raw_p50_us, .ratio_raw]
-            | map(if type == "number" then (. * 100 | round / 100) else . end) | @tsv' \
+            | map(if type == "number" then (. * 100 | round / 100) elif . == null then "-" else . end) | @tsv' \
             "$results/bench-$backend.json"
     done | column -t -N backend,case,p50_us,floor_p50_us,ratio,ratio2,raw_p50_us,ratio_raw
 fi

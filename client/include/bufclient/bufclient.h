@@ -257,9 +257,9 @@ public:
     // nothing. Checked here against what this client allocated, so the
     // daemon is told without waiting for an answer, and small buffers' frees
     // wait for the next request (ConnectOptions::deferred_free_bytes); every
-    // later request on this client sees the buffers gone. A dma-buf that nobody held any more
-    // may have left the books already (release detection): freeing it is
-    // still fine.
+    // later request on this client sees the buffers gone. A dma-buf that
+    // nobody held any more may have left the books already (release
+    // detection): freeing it is still fine.
     Result<void> free(std::span<const std::uint64_t> buffer_ids);
     Result<void> free(const Buffer &buffer);
     // Sends the frees kept back (ConnectOptions::deferred_free_bytes) now:
