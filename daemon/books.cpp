@@ -349,43 +349,69 @@ std::size_t Books::release_unreferenced(std::size_t budget, const ReferenceCount
 std::size_t Books::release_unreferenced_now(std::optional<pid_t> pid, std::optional<uid_t> uid,
                                             std::size_t budget, const ReferenceCounter &count_references)
 {
-    const auto in_scope = [&](pid_t p, uid_t u) { return (!pid || p == *pid) && (!uid || u == *uid); };
-    std::vector<BufferId> candidates;
-    if (!pid && !uid) {
-        for (const auto &[id, buffer] : buffers_)
-            candidates.push_back(id);
-    } else {
-        for (const auto &[client_id, record] : clients_) {
-            if (!in_scope(record.identity.pid, record.identity.uid))
-                continue;
-            for (const auto &[id, handle] : record.handles)
-                candidates.push_back(id);
-        }
-        // Two clients in scope may hold the same buffer.
-        std::sort(candidates.begin(), candidates.end());
-        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-        // Orphans first: a buffer freed and closed a moment ago is the one
-        // likeliest dead, and the budget may not reach the end. No client
-        // holds an orphan, so none is listed twice.
-        std::vector<BufferId> orphans;
-        for (const auto &[id, orphan] : orphans_) {
-            if (in_scope(orphan.pid, orphan.uid))
-                orphans.push_back(id);
-        }
-        candidates.insert(candidates.begin(), orphans.begin(), orphans.end());
-    }
+    // No dma-buf in the books (memfd alone): no count to read, and no need
+    // to walk a single buffer.
+    if (watch_queue_.empty())
+        return 0;
 
     std::size_t released = 0;
-    for (const BufferId id : candidates) {
-        const BufferRecord &buffer = buffers_.at(id);
-        if (!buffer.watched || buffer.in_flight != 0)
-            continue;
+    // Counts id if its count means something. False once the budget is
+    // spent: the rest wait for release detection's turn.
+    const auto count = [&](BufferId id) {
+        const auto it = buffers_.find(id);
+        if (it == buffers_.end() || !it->second.watched || it->second.in_flight != 0)
+            return true;
         if (budget == 0) {
             SPDLOG_DEBUG("fresh count: out of budget; release detection counts the rest in turn");
-            break;
+            return false;
         }
         --budget;
-        released += release_if_unreferenced(id, buffer, count_references);
+        released += release_if_unreferenced(id, it->second, count_references);
+        return true;
+    };
+
+    // Orphans first: a buffer freed and closed a moment ago is the one
+    // likeliest dead, and the budget may not reach the end. Copied: a
+    // release erases its orphan.
+    const auto in_scope = [&](pid_t p, uid_t u) { return (!pid || p == *pid) && (!uid || u == *uid); };
+    std::vector<BufferId> orphans;
+    for (const auto &[id, orphan] : orphans_) {
+        if (in_scope(orphan.pid, orphan.uid))
+            orphans.push_back(id);
+    }
+    for (const BufferId id : orphans) {
+        if (!count(id))
+            return released;
+    }
+
+    if (!pid && !uid) {
+        // Every buffer is in scope: the watch queue has each dma-buf once
+        // (and ids that left since, skipped), those release detection
+        // reached longest ago first. Walked in place, as a release leaves
+        // the queue as it is: no list of 100 000 ids per request.
+        for (std::size_t i = 0; i < watch_queue_.size(); ++i) {
+            const BufferId id = watch_queue_[i];
+            if (orphans_.contains(id))
+                continue; // counted above
+            if (!count(id))
+                return released;
+        }
+        return released;
+    }
+
+    std::vector<BufferId> candidates;
+    for (const auto &[client_id, record] : clients_) {
+        if (!in_scope(record.identity.pid, record.identity.uid))
+            continue;
+        for (const auto &[id, handle] : record.handles)
+            candidates.push_back(id);
+    }
+    // Two clients in scope may hold the same buffer.
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    for (const BufferId id : candidates) {
+        if (!count(id))
+            return released;
     }
     return released;
 }

@@ -218,7 +218,9 @@ public:
     // The same, now, for the watched buffers that the clients of pid and uid
     // hold (any pid, any uid, if none) and the orphans last held there, at
     // most budget of them: what stats show of those is then up to date.
-    // Every other buffer keeps what release detection last saw.
+    // Orphans first; with neither pid nor uid, then the buffers release
+    // detection counted longest ago. Every other buffer keeps what release
+    // detection last saw.
     std::size_t release_unreferenced_now(std::optional<pid_t> pid, std::optional<uid_t> uid,
                                          std::size_t budget, const ReferenceCounter &count_references);
     // Whether release_unreferenced() has anything to do.

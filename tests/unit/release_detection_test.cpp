@@ -270,6 +270,46 @@ TEST_F(ReleaseDetection, ReleasingNowChecksOnlyTheClientsOfThePidAskedFor)
     EXPECT_FALSE(books_.holds(display_, displays));
 }
 
+TEST_F(ReleaseDetection, AFreshCountOfEveryClientStartsWithTheBuffersCountedLongestAgo)
+{
+    // Four buffers still referenced elsewhere, in the queue in this order.
+    int fds[4];
+    for (int &fd : fds)
+        delivered_buffer(camera_, 4096, 2, &fd);
+    // A round of one counts the first and puts it at the back.
+    books_.release_unreferenced(1, kernel_.counter());
+    // Then the second and the third die.
+    kernel_.set(fds[1], 1);
+    kernel_.set(fds[2], 1);
+
+    // A budget of two reaches just those two, next in the queue.
+    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, std::nullopt, 2, kernel_.counter()), 2u);
+    EXPECT_EQ(books_.client(camera_)->handles.size(), 2u);
+}
+
+TEST_F(ReleaseDetection, AFreshCountOfEveryClientTakesOrphansFirst)
+{
+    // An orphan: the camera freed it while someone else held it, and now
+    // that holder is gone too.
+    int orphan_fd;
+    const BufferId orphan = delivered_buffer(camera_, 4096, 2, &orphan_fd);
+    for (int i = 0; i < 3; ++i)
+        delivered_buffer(display_, 4096, 2);
+    ASSERT_EQ(books_.remove_buffer(camera_, orphan, kernel_.counter()), 0);
+    kernel_.set(orphan_fd, 1);
+
+    // A budget of one: the orphan, not the first buffer of the queue.
+    EXPECT_EQ(books_.release_unreferenced_now(std::nullopt, std::nullopt, 1, kernel_.counter()), 1u);
+    EXPECT_TRUE(books_.orphans().empty());
+}
+
+TEST_F(ReleaseDetection, AFreshCountWithNothingWatchedCountsNothing)
+{
+    books_.add_buffer(camera_, kHeap, 4096, kernel_.buffer(), kMemfd);
+    EXPECT_EQ(release_now(std::nullopt), 0u);
+    EXPECT_EQ(kernel_.counted(), 0);
+}
+
 TEST_F(ReleaseDetection, ALeavingClientsBuffersHeldElsewhereBecomeOrphans)
 {
     int shared_fd = -1;
