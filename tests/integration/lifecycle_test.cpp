@@ -61,10 +61,12 @@ TEST(Lifecycle, ADaemonOutOfFdsSaysResourceExhaustedAndServesEveryoneAgainOnceBu
     };
     auto holder = bufclient::Client::connect({.socket_path = path});
     ASSERT_TRUE(holder) << holder.error().message;
-    // A Free while fds are there: UBSan's first check of a type needs a
-    // pipe, and out of fds it reports a false error and stops the daemon.
+    // A Free message while fds are there: UBSan's first check of a type
+    // needs a pipe, and out of fds it reports a false error and stops the
+    // daemon. Flushed, as a small buffer's free would wait for the next
+    // request.
     auto first = holder->allocate({.size = 4096});
-    ASSERT_TRUE(first && holder->free(first->front()));
+    ASSERT_TRUE(first && holder->free(first->front()) && holder->flush_frees());
 
     std::vector<bufclient::Buffer> held;
     bufclient::Error exhausted{};
