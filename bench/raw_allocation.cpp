@@ -136,7 +136,7 @@ UniqueFD RawAllocator::allocate(std::uint64_t size)
     return name_dma_buf(std::move(dma_buf));
 }
 
-// daemon/memfd_backend.cpp: the name, then the size, then the seals.
+// daemon/backends/memfd.cpp: the name, then the size, then the seals.
 UniqueFD RawAllocator::allocate_memfd(std::uint64_t size) const
 {
     UniqueFD fd{::memfd_create(buffer_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)};
@@ -148,7 +148,7 @@ UniqueFD RawAllocator::allocate_memfd(std::uint64_t size) const
     return fd;
 }
 
-// daemon/ion_backend.cpp: one heap's bit in the mask, the client's flags (0).
+// daemon/backends/ion.cpp: one heap's bit in the mask, the client's flags (0).
 UniqueFD RawAllocator::allocate_ion(std::uint64_t size) const
 {
     ion_allocation_data request{};
@@ -160,7 +160,7 @@ UniqueFD RawAllocator::allocate_ion(std::uint64_t size) const
     return UniqueFD{static_cast<int>(request.fd)};
 }
 
-// daemon/dma_heap_backend.cpp.
+// daemon/backends/dma_heap.cpp.
 UniqueFD RawAllocator::allocate_dma_heap(std::uint64_t size) const
 {
     dma_heap_allocation_data request{};
@@ -172,7 +172,7 @@ UniqueFD RawAllocator::allocate_dma_heap(std::uint64_t size) const
     return UniqueFD{static_cast<int>(request.fd)};
 }
 
-// daemon/udmabuf_backend.cpp: the memfd heap's buffer, wrapped; the memfd
+// daemon/backends/udmabuf.cpp: the memfd heap's buffer, wrapped; the memfd
 // closes once the dma-buf holds its pages.
 UniqueFD RawAllocator::allocate_udmabuf(std::uint64_t size) const
 {
@@ -194,7 +194,7 @@ UniqueFD RawAllocator::name_dma_buf(UniqueFD dma_buf)
 {
     if (!kernel_names_)
         return dma_buf;
-    // As daemon/dma_buf.cpp cuts it; the bench's name is ASCII and short.
+    // As daemon/backends/dma_buf.cpp cuts it; the bench's name is ASCII and short.
     std::string name = buffer_name().substr(0, DMA_BUF_NAME_LEN - 1);
     if (::ioctl(dma_buf.get(), DMA_BUF_SET_NAME_B, name.data()) < 0) {
         if (errno != ENOTTY)

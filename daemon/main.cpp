@@ -12,24 +12,25 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <ionsvc/protocol.h>
 
-#include "allocator.h"
-#include "config.h"
-#include "guard.h"
-#include "listener.h"
-#include "server.h"
-#include "service.h"
-#include "warm_pool.h"
+#include "backends/allocator.h"
+#include "books/warm_pool.h"
+#include "policy/config.h"
+#include "protocol/service.h"
+#include "server/guard.h"
+#include "server/listener.h"
+#include "server/server.h"
+#include "server/watchdog.h"
 
 namespace {
 
@@ -71,56 +72,6 @@ void raise_fd_limit()
     spdlog::info("fd limit {}: room for about that many live buffers and clients",
                  static_cast<unsigned long long>(limit.rlim_cur));
 }
-
-// Pings systemd's watchdog (WatchdogSec= in the unit) from a timer in the
-// event loop, so that a loop that hangs stops the pings and systemd restarts
-// the daemon. Does nothing unless systemd asked this process for pings.
-class WatchdogPinger
-{
-public:
-    explicit WatchdogPinger(boost::asio::io_context &io) : timer_(io)
-    {
-        std::uint64_t timeout_usec = 0;
-        // > 0 only if WATCHDOG_USEC is set and WATCHDOG_PID, if set, is us.
-        const int enabled = sd_watchdog_enabled(0, &timeout_usec);
-        if (enabled < 0)
-            spdlog::warn("ignoring the watchdog settings in the environment: {}", std::strerror(-enabled));
-        if (enabled <= 0)
-            return;
-        // Half the timeout: one late or lost ping does not get us killed.
-        interval_ = std::chrono::microseconds(timeout_usec / 2);
-        spdlog::info("watchdog: timeout {} ms, pinging every {} ms", timeout_usec / 1000,
-                     std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count());
-    }
-
-    void start()
-    {
-        if (interval_.count() > 0)
-            ping();
-    }
-
-    // Lets the event loop run out.
-    void stop()
-    {
-        stopped_ = true;
-        timer_.cancel();
-    }
-
-private:
-    void ping()
-    {
-        sd_notify(0, "WATCHDOG=1");
-        timer_.expires_after(interval_);
-        timer_.async_wait([this](const boost::system::error_code &error) {
-            if (!error && !stopped_)
-                ping();
-        });
-    }
-
-    boost::asio::steady_timer timer_;
-    std::chrono::microseconds interval_{0};
-    bool stopped_ = false;
-};
 
 // Says which quota.heaps and access.heaps tables name no heap this daemon
 // serves: a typo there would otherwise pass for a limit or a rule.
@@ -172,66 +123,69 @@ void reload_config(const Options &options, ionsvc::Service &service, const ionsv
     sd_notify(0, "READY=1");
 }
 
-int run(const Options &options)
+// The backends --backend names, opened, with the heaps they serve and where
+// each alias leads logged; none if they serve no heap.
+std::unique_ptr<ionsvc::Allocator> open_heaps(const Options &options, const ionsvc::Config &config)
 {
     using namespace ionsvc;
-
-    // Only the default path may be absent: a path given must be there.
-    const auto config = load_config(options.config_path, !options.config_given);
-    if (!config) {
-        spdlog::critical("{}", config.error());
-        // EX_CONFIG: a restart cannot help until someone fixes the file, so
-        // the unit may name it in RestartPreventExitStatus=.
-        return EX_CONFIG;
-    }
-
-    raise_fd_limit();
 
     auto opened = open_backends(options.backend, real_syscalls());
     // With auto a missing source is normal; a backend asked for by name is not.
     const auto missing_level = options.backend == "auto" ? spdlog::level::info : spdlog::level::err;
     for (const std::string &why : opened.missing())
         spdlog::log(missing_level, "{}", why);
-    Allocator allocator(std::move(opened.backends), config->aliases, std::move(opened.unserved));
-    if (allocator.heap_count() == 0) {
+    auto allocator =
+        std::make_unique<Allocator>(std::move(opened.backends), config.aliases, std::move(opened.unserved));
+    if (allocator->heap_count() == 0) {
         spdlog::critical("no heap to serve with --backend {}", options.backend);
-        return EXIT_FAILURE;
+        return nullptr;
     }
-    const auto default_heap = allocator.find_heap("");
-    for (HeapIndex i = 0; i < allocator.heap_count(); ++i) {
-        const HeapEntry &entry = allocator.heap(i);
+    const auto default_heap = allocator->find_heap("");
+    for (HeapIndex i = 0; i < allocator->heap_count(); ++i) {
+        const HeapEntry &entry = allocator->heap(i);
         spdlog::info("serving heap '{}' (backend {}, type {}){}", entry.heap->name(), entry.backend,
                      entry.heap->type(), default_heap && *default_heap == i ? ", the default" : "");
     }
-    for (const std::string &line : allocator.registry().describe_aliases())
+    for (const std::string &line : allocator->registry().describe_aliases())
         spdlog::info("{}", line);
+    return allocator;
+}
 
-    auto listener = listener_from_systemd();
+// The socket systemd passed, else one of our own at --socket.
+ionsvc::Expected<ionsvc::Listener, std::string> open_listener(const Options &options)
+{
+    auto listener = ionsvc::listener_from_systemd();
     if (listener && !listener->socket)
-        listener = listen_on(options.socket_path);
-    if (!listener) {
-        spdlog::critical("{}", listener.error());
-        return EXIT_FAILURE;
-    }
-    const bool unlink_at_exit = !listener->from_systemd;
+        listener = ionsvc::listen_on(options.socket_path);
+    if (!listener)
+        return listener;
     if (listener->from_systemd)
         spdlog::info("listening on the socket systemd passed");
     else
         spdlog::info("listening on {} (clients and ionsvc-ctl: {}={})", options.socket_path,
-                     kSocketEnvironmentVariable, options.socket_path);
+                     ionsvc::kSocketEnvironmentVariable, options.socket_path);
+    return listener;
+}
+
+// Serves clients on listening_socket until SIGTERM or SIGINT; SIGHUP
+// reloads the config.
+void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocator &allocator,
+           ionsvc::UniqueFD listening_socket)
+{
+    using namespace ionsvc;
 
     WarmPool pool(allocator, real_syscalls());
     Service service(allocator, ServiceLimits{.max_buffer_size = options.max_buffer_size}, real_syscalls());
-    check_config_heaps(*config, allocator);
-    service.set_quota(config->quota);
-    service.set_access(config->access);
+    check_config_heaps(config, allocator);
+    service.set_quota(config.quota);
+    service.set_access(config.access);
     service.set_pool(&pool);
-    configure_pool(pool, config->pool);
+    configure_pool(pool, config.pool);
     // One thread runs the loop and touches every socket, timer and signal
     // set (the pool's refill thread has its own lock and never the loop's),
     // so the loop takes no locks: four fewer mutex round trips per request.
     boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
-    Server server(io, service, std::move(listener->socket));
+    Server server(io, service, std::move(listening_socket));
     WatchdogPinger watchdog(io);
 
     boost::asio::signal_set hangup(io, SIGHUP);
@@ -261,6 +215,32 @@ int run(const Options &options)
     sd_notify(0, "READY=1");
     watchdog.start();
     io.run();
+}
+
+int run(const Options &options)
+{
+    // Only the default path may be absent: a path given must be there.
+    const auto config = ionsvc::load_config(options.config_path, !options.config_given);
+    if (!config) {
+        spdlog::critical("{}", config.error());
+        // EX_CONFIG: a restart cannot help until someone fixes the file, so
+        // the unit may name it in RestartPreventExitStatus=.
+        return EX_CONFIG;
+    }
+
+    raise_fd_limit();
+
+    const auto allocator = open_heaps(options, *config);
+    if (!allocator)
+        return EXIT_FAILURE;
+    auto listener = open_listener(options);
+    if (!listener) {
+        spdlog::critical("{}", listener.error());
+        return EXIT_FAILURE;
+    }
+    const bool unlink_at_exit = !listener->from_systemd;
+
+    serve(options, *config, *allocator, std::move(listener->socket));
 
     if (unlink_at_exit)
         ::unlink(options.socket_path.c_str());

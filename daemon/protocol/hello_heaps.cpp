@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+// Hello and ListHeaps: what this daemon speaks and serves.
+#include <fmt/format.h>
+
+#include <ionsvc/protocol.h>
+
+#include "protocol/service.h"
+
+namespace ionsvc {
+
+void Service::hello(ClientContext &client, const wire::HelloRequest &request, Response &response)
+{
+    wire::HelloReply &reply = *response.reply.mutable_hello();
+    reply.set_protocol_version(kProtocolVersion);
+    reply.set_server_version(IONSVC_VERSION);
+    reply.set_client_id(client.id);
+    wire::Limits &limits = *reply.mutable_limits();
+    limits.set_max_buffer_size(limits_.max_buffer_size);
+    limits.set_max_batch_count(kMaxBatchCount);
+    limits.set_max_free_ids(kMaxFreeIds);
+    limits.set_max_request_bytes(static_cast<std::uint32_t>(kMaxRequestBytes));
+
+    if (request.protocol_version() != kProtocolVersion) {
+        set_error(response, StatusCode::kUnsupportedVersion,
+                  fmt::format("protocol version {} is not supported: this daemon speaks version {}",
+                              request.protocol_version(), kProtocolVersion));
+        return;
+    }
+
+    client.greeted = true;
+    books_.set_client_name(client.id, request.client_name().substr(0, kMaxNameLength));
+}
+
+void Service::list_heaps(ClientContext &client, Response &response)
+{
+    // The totals are every client's (they name none), but only the
+    // requester's own buffers are counted afresh: see stats().
+    books_.release_unreferenced_now(std::nullopt, visible_uid(client), limits_.fresh_count_budget,
+                                    reference_counter_);
+    wire::ListHeapsReply &reply = *response.reply.mutable_list_heaps();
+    for (HeapIndex i = 0; i < allocator_.heap_count(); ++i) {
+        const HeapEntry &entry = allocator_.heap(i);
+        const Usage &usage = books_.heap_usage(i);
+        wire::HeapInfo &info = *reply.add_heaps();
+        info.set_name(std::string(entry.heap->name()));
+        info.set_backend(std::string(entry.backend));
+        info.set_type(std::string(entry.heap->type()));
+        info.set_live_bytes(usage.bytes);
+        info.set_live_buffers(usage.buffers);
+        info.set_peak_bytes(usage.peak_bytes);
+        if (pool_) {
+            const WarmPool::Level pool = pool_->level(i);
+            info.set_pool_bytes(pool.bytes);
+            info.set_pool_buffers(pool.buffers);
+        }
+        for (std::string &alias : allocator_.registry().aliases_of(i))
+            info.add_aliases(std::move(alias));
+        if (const auto ion_heap_id = allocator_.registry().heap(i).ion_heap_id)
+            info.set_ion_heap_id(*ion_heap_id);
+    }
+}
+
+} // namespace ionsvc

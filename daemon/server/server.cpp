@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+#include "server/server.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <ionsvc/protocol.h>
+
+#include "server/guard.h"
+#include "server/peer.h"
+#include "server/session.h"
+
+namespace ionsvc {
+
+namespace {
+
+// Back-off after accept() fails for want of fds, so that a pending
+// connection does not spin the loop.
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+// Between two rounds of release detection. A round counts the references
+// of a few hundred dma-bufs at most (ServiceLimits::release_check_budget).
+constexpr auto kReleaseCheckInterval = std::chrono::milliseconds(100);
+
+// A round runs in slices of this many buffers, each a turn of the event
+// loop of its own: the clients' requests are served between slices, not
+// after the whole round (a few hundred fdinfo reads, 2 ms or more). A
+// request that comes in during a slice waits for it: 8 reads, about 60 µs.
+constexpr std::size_t kReleaseSlice = 8;
+
+} // namespace
+
+Server::Server(boost::asio::io_context &io, Service &service, UniqueFD listening_socket)
+    : io_(io), service_(service), acceptor_(io), accept_retry_(io), release_check_(io),
+      receive_buffer_(kMaxRequestBytes)
+{
+    acceptor_.assign(SeqPacket(AF_UNIX, 0), listening_socket.release());
+}
+
+Server::~Server()
+{
+    stop();
+}
+
+void Server::start()
+{
+    accept_next();
+}
+
+void Server::stop()
+{
+    if (stopped_)
+        return;
+    stopped_ = true;
+    service_.shut_down();
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+    release_check_.cancel();
+    // close() removes each session from the map: iterate over a copy.
+    auto sessions = sessions_;
+    for (auto &[raw, session] : sessions)
+        session->close("daemon shutting down");
+}
+
+void Server::accept_next()
+{
+    acceptor_.async_accept([this](const boost::system::error_code &error, SeqPacket::socket socket) {
+        on_accept(error, std::move(socket));
+    });
+}
+
+void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket socket)
+{
+    if (stopped_ || error == boost::asio::error::operation_aborted)
+        return;
+    if (error) {
+        // Said once, not every retry: out of fds, it fails until buffers go.
+        if (accept_failures_++ == 0)
+            spdlog::warn("accept failed: {}; retrying every {} ms until it works", error.message(),
+                         kAcceptRetryDelay.count());
+        accept_retry_.expires_after(kAcceptRetryDelay);
+        accept_retry_.async_wait([this](const boost::system::error_code &wait_error) {
+            if (!wait_error && !stopped_)
+                accept_next();
+        });
+        return;
+    }
+
+    if (accept_failures_ > 0) {
+        spdlog::info("accepting clients again after {} failed attempts", accept_failures_);
+        accept_failures_ = 0;
+    }
+    accept_next();
+    run_guarded("accepting a client", [&] { admit(std::move(socket)); });
+}
+
+void Server::admit(SeqPacket::socket socket)
+{
+    auto identity = peer_identity(socket.native_handle());
+    if (!identity) {
+        spdlog::warn("dropping a connection: SO_PEERCRED failed: {}", std::strerror(-identity.error()));
+        return;
+    }
+    boost::system::error_code ignored;
+    socket.non_blocking(true, ignored);
+
+    const ClientId id = service_.connect(*identity);
+    spdlog::info("client {} connected: pid {} uid {} gid {} comm '{}'", id, identity->pid,
+                 identity->uid, identity->gid, identity->comm);
+    std::shared_ptr<Session> session;
+    try {
+        session = std::make_shared<Session>(*this, std::move(socket), id);
+        sessions_.emplace(session.get(), session);
+    } catch (...) {
+        service_.disconnect(id); // no session will ever do it
+        throw;
+    }
+    session->start();
+}
+
+void Server::schedule_release_check()
+{
+    // The timer runs only while there are dma-bufs to watch: an idle daemon
+    // does not wake up ten times a second for nothing.
+    if (release_check_armed_ || stopped_ || !service_.has_watched_buffers())
+        return;
+    release_check_armed_ = true;
+    check_release_after(kReleaseCheckInterval, 0);
+}
+
+void Server::check_release_after(std::chrono::steady_clock::duration delay, std::size_t round_left)
+{
+    // The timer even between slices (with no delay): stop() cancels it, and
+    // the loop polls the sockets before it fires.
+    release_check_.expires_after(delay);
+    release_check_.async_wait([this, round_left](const boost::system::error_code &error) {
+        if (error || stopped_) {
+            release_check_armed_ = false;
+            return;
+        }
+        std::size_t left = round_left ? round_left : service_.release_round_size();
+        const std::size_t slice = std::min(left, kReleaseSlice);
+        run_guarded("release detection", [&] {
+            if (const std::size_t released = service_.release_unreferenced(slice))
+                SPDLOG_DEBUG("release detection: {} buffers nobody holds any more left the books", released);
+        });
+        left -= slice;
+        if (left > 0) {
+            check_release_after(std::chrono::steady_clock::duration::zero(), left);
+            return;
+        }
+        release_check_armed_ = false;
+        schedule_release_check();
+    });
+}
+
+void Server::forget(Session *session)
+{
+    // Deferred: the caller is a member of the session being forgotten.
+    auto it = sessions_.find(session);
+    if (it == sessions_.end())
+        return;
+    auto keep_alive = std::move(it->second);
+    sessions_.erase(it);
+    boost::asio::post(io_, [keep_alive = std::move(keep_alive)] {});
+}
+
+} // namespace ionsvc

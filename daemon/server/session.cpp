@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: MIT
+#include "server/session.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <ionsvc/fd_passing.h>
+#include <ionsvc/protocol.h>
+
+#include "server/guard.h"
+#include "server/server.h"
+
+namespace ionsvc {
+
+namespace {
+
+// Packets one session may handle in a row before it lets others run.
+constexpr int kPacketsPerWakeup = 16;
+
+} // namespace
+
+Session::Session(Server &server, SeqPacket::socket socket, ClientId id)
+    : server_(server), socket_(std::move(socket))
+{
+    context_.id = id;
+}
+
+void Session::close(std::string_view reason)
+{
+    if (closed_)
+        return;
+    closed_ = true;
+
+    // Logged before the hang-up, so that whoever sees the hang-up finds
+    // the line already written.
+    if (const ClientRecord *record = server_.service_.books().client(context_.id)) {
+        spdlog::info("client {} disconnected: pid {} uid {} comm '{}' name '{}' ({})", context_.id,
+                     record->identity.pid, record->identity.uid, record->identity.comm,
+                     record->name, reason);
+    }
+
+    // The pending reply lends fds owned by the books: drop it first.
+    pending_.clear();
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    server_.service_.disconnect(context_.id);
+    server_.schedule_release_check();
+    server_.forget(this);
+}
+
+void Session::wait_readable()
+{
+    socket_.async_wait(SeqPacket::socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code &error) {
+                           self->on_readable(error);
+                       });
+}
+
+void Session::wait_writable()
+{
+    socket_.async_wait(SeqPacket::socket::wait_write,
+                       [self = shared_from_this()](const boost::system::error_code &error) {
+                           self->on_writable(error);
+                       });
+}
+
+template<typename Step>
+void Session::guarded(Step &&step)
+{
+    // Fixed texts: nothing to build on every wakeup. close() logs the id.
+    if (run_guarded("serving a client", std::forward<Step>(step)))
+        return;
+    run_guarded("closing a client's session", [this] { close("internal error"); });
+}
+
+void Session::on_readable(const boost::system::error_code &error)
+{
+    if (closed_)
+        return;
+    if (error) {
+        close(fmt::format("wait failed: {}", error.message()));
+        return;
+    }
+
+    guarded([this] { serve_packets(); });
+}
+
+void Session::on_writable(const boost::system::error_code &error)
+{
+    if (closed_)
+        return;
+    if (error) {
+        close(fmt::format("wait failed: {}", error.message()));
+        return;
+    }
+    guarded([this] {
+        if (send_pending())
+            serve_packets();
+    });
+}
+
+Disposition Session::handle(std::span<const std::byte> packet)
+{
+    try {
+        return server_.service_.handle_packet(context_, packet, pending_);
+    } catch (const std::exception &error) {
+        spdlog::error("client {}: handling a request failed: {}", context_.id, error.what());
+        close_reason_ = fmt::format("internal error: {}", error.what());
+    }
+    // Buffers it put in the books leave them again with the session.
+    pending_.clear();
+    set_error(pending_, StatusCode::kInternal, close_reason_);
+    return Disposition::kClose;
+}
+
+void Session::serve_packets()
+{
+    for (int served = 0; served < kPacketsPerWakeup; ++served) {
+        if (!serve_one_packet())
+            return;
+    }
+    wait_readable();
+}
+
+bool Session::serve_one_packet()
+{
+    std::vector<std::byte> &buffer = server_.receive_buffer();
+    // No fds are expected: any that arrive are closed by receive_packet.
+    ReceiveResult received = receive_packet(socket_.native_handle(), buffer, 0, MSG_DONTWAIT);
+    const ssize_t status = received.status;
+    pending_.clear();
+    Disposition disposition = Disposition::kKeepOpen;
+
+    if (status == -EAGAIN || status == -EINTR) {
+        wait_readable();
+        return false;
+    } else if (status == -EMSGSIZE) {
+        set_error(pending_, StatusCode::kInvalidArgument,
+                  fmt::format("packet larger than the limit of {} bytes", kMaxRequestBytes));
+        disposition = Disposition::kClose;
+    } else if (status == -EPROTO || status == -EMFILE) {
+        // With no fd free, any fd sent is dropped as one too many is.
+        set_error(pending_, StatusCode::kInvalidArgument,
+                  "requests carry no file descriptors; the ones sent were closed");
+    } else if (status < 0) {
+        close(fmt::format("receive failed: {}", std::strerror(static_cast<int>(-status))));
+        return false;
+    } else if (status == 0 && peer_has_hung_up(socket_.native_handle())) {
+        close("client hung up");
+        return false;
+    } else {
+        disposition = handle(std::span<const std::byte>(buffer.data(), static_cast<std::size_t>(status)));
+        server_.schedule_release_check();
+    }
+
+    if (pending_.silent) {
+        pending_.clear();
+        return true;
+    }
+    if (disposition == Disposition::kClose && close_reason_.empty())
+        close_reason_ = "protocol violation: " + pending_.reply.message();
+    if (!pending_.reply.SerializeToString(&outgoing_)) {
+        close("could not serialize a reply");
+        return false;
+    }
+    return send_pending();
+}
+
+bool Session::send_pending()
+{
+    const auto *data = reinterpret_cast<const std::byte *>(outgoing_.data());
+    const ssize_t sent = send_packet(socket_.native_handle(), {data, outgoing_.size()},
+                                     pending_.fds, MSG_DONTWAIT);
+    if (sent == -EAGAIN || sent == -EINTR) {
+        wait_writable();
+        return false;
+    }
+    if (sent < 0 && !pending_.fds.empty() && sent != -EPIPE && sent != -ECONNRESET) {
+        // The fds could not travel (e.g. ETOOMANYREFS): take the
+        // buffers back and tell the client why.
+        const int error = static_cast<int>(sent);
+        server_.service_.undo_allocation(context_, pending_);
+        const std::size_t count = pending_.fds.size();
+        pending_.clear();
+        set_error(pending_, status_from_errno(error),
+                  fmt::format("could not pass {} buffer fds: {}", count, std::strerror(-error)));
+        if (pending_.reply.SerializeToString(&outgoing_))
+            return send_pending();
+    }
+    if (sent < 0) {
+        close(fmt::format("send failed: {}", std::strerror(static_cast<int>(-sent))));
+        return false;
+    }
+
+    server_.service_.delivered(context_, pending_);
+    pending_.clear();
+    if (!close_reason_.empty()) {
+        close(close_reason_);
+        return false;
+    }
+    return true;
+}
+
+} // namespace ionsvc

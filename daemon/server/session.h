@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/generic/seq_packet_protocol.hpp>
+
+#include "protocol/service.h"
+
+namespace ionsvc {
+
+using SeqPacket = boost::asio::generic::seq_packet_protocol;
+
+class Server;
+
+// One connected client: reads a request, handles it, sends the reply (with
+// its fds), and only then reads the next request. A client that never reads
+// its replies therefore stalls itself, never the daemon or its memory.
+class Session : public std::enable_shared_from_this<Session>
+{
+public:
+    Session(Server &server, SeqPacket::socket socket, ClientId id);
+
+    void start() { wait_readable(); }
+    // Hangs up, logging why, and leaves the books and the server.
+    void close(std::string_view reason);
+
+private:
+    void wait_readable();
+    void wait_writable();
+    void on_readable(const boost::system::error_code &error);
+    void on_writable(const boost::system::error_code &error);
+
+    // Runs a step of this session's work; if it throws, this session ends
+    // and the event loop goes on serving the others.
+    template<typename Step>
+    void guarded(Step &&step);
+
+    // Handles one request. An exception (bad_alloc, a bug's out_of_range)
+    // fails this request with INTERNAL and then ends the session, whose
+    // state it may have left half done; nobody else notices.
+    Disposition handle(std::span<const std::byte> packet);
+
+    // Reads on until the socket is empty, the reply must wait for room, or
+    // the budget is spent: a request is often queued behind the one just
+    // answered (a Free, then the next Alloc), and reading it now saves a
+    // trip through the event loop. The budget keeps one busy client from
+    // starving the others.
+    void serve_packets();
+    // Reads and handles one packet. Returns true if its reply (if any) is
+    // out and the next packet may be read; otherwise the session has moved
+    // on (to waiting or closing).
+    bool serve_one_packet();
+    // Sends the pending reply. Returns true once it is out; false if the
+    // session now waits for room or has closed.
+    bool send_pending();
+
+    Server &server_;
+    SeqPacket::socket socket_;
+    ClientContext context_;
+    Response pending_;
+    std::string outgoing_;
+    std::string close_reason_; // set: hang up once the reply is out
+    bool closed_ = false;
+};
+
+} // namespace ionsvc
