@@ -68,6 +68,7 @@ int run_stats(const Options &options, bool pid_given)
     auto stats = client->stats(pid, options.view);
     if (!stats)
         return fail(stats.error());
+    make_printable(*stats);
     // ionsvc-ctl's own connection holds nothing: leave it out of the views.
     std::erase_if(stats->clients, [&](const bufclient::ClientStats &entry) {
         return entry.client_id == client->server().client_id;
@@ -91,6 +92,7 @@ int run_heaps(const Options &options)
     auto heaps = client->list_heaps();
     if (!heaps)
         return fail(heaps.error());
+    make_printable(*heaps);
     return print(options.json ? json_text(heaps_to_json(*heaps)) : render_heap_list(*heaps));
 }
 

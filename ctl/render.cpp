@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include <ionsvc/status.h>
+#include <ionsvc/text.h>
 
 namespace ionsvc::ctl {
 namespace {
@@ -38,6 +39,9 @@ namespace {
 
 // ION's formats, verbatim except that ION prints size_t with %zu and our
 // sizes are uint64_t, hence PRIu64: the same digits on every target.
+// The most of one text (a name, a comm, an error message) shown.
+constexpr std::size_t kMaxShownText = 4096;
+
 constexpr const char *kIonDashes = "----------------------------------------------------\n";
 constexpr const char *kIonOrphanedTitle = "orphaned allocations (info is from last known client):\n";
 
@@ -463,8 +467,38 @@ std::string error_text(const bufclient::Error &error)
     std::string text = "ionsvc-ctl: ";
     text += ionsvc::status_name(error.code);
     text += ": ";
-    text += error.message;
+    text += ionsvc::printable_text(error.message, kMaxShownText);
     return text;
+}
+
+void make_printable(bufclient::Stats &stats)
+{
+    const auto fix = [](std::string &text) { text = ionsvc::printable_text(text, kMaxShownText); };
+    for (bufclient::ClientStats &client : stats.clients) {
+        fix(client.comm);
+        fix(client.name);
+        for (bufclient::HeapUsage &usage : client.heaps)
+            fix(usage.heap);
+    }
+    for (bufclient::HeapStats &heap : stats.heaps) {
+        fix(heap.name);
+        fix(heap.backend);
+        fix(heap.type);
+        for (bufclient::OrphanedBuffer &orphan : heap.orphaned)
+            fix(orphan.comm);
+    }
+}
+
+void make_printable(std::vector<bufclient::HeapInfo> &heaps)
+{
+    const auto fix = [](std::string &text) { text = ionsvc::printable_text(text, kMaxShownText); };
+    for (bufclient::HeapInfo &heap : heaps) {
+        fix(heap.name);
+        fix(heap.backend);
+        fix(heap.type);
+        for (std::string &alias : heap.aliases)
+            fix(alias);
+    }
 }
 
 } // namespace ionsvc::ctl

@@ -71,6 +71,12 @@ struct PidStats
     std::vector<bufclient::HeapUsage> heaps;
 };
 
+// Makes every text the daemon sent printable (ionsvc/text.h) before it is
+// shown: the daemon does so where client text enters, and a terminal is
+// worth checking twice. Names, comms and heap names alike.
+void make_printable(bufclient::Stats &stats);
+void make_printable(std::vector<bufclient::HeapInfo> &heaps);
+
 // The single place clients are summed per pid; both the pids table and the
 // JSON's "pids" use it. Sorted by pid.
 std::vector<PidStats> aggregate_by_pid(const bufclient::Stats &stats);

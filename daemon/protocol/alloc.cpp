@@ -5,6 +5,7 @@
 
 #include <ionsvc/free_check.h>
 #include <ionsvc/protocol.h>
+#include <ionsvc/text.h>
 
 #include "policy/access.h"
 #include "policy/quota.h"
@@ -33,8 +34,16 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
 
     // Unnamed buffers carry their owner's name, so that /proc/<pid>/fd of
     // whoever holds one says where it came from.
+    // A name given is untrusted text, made printable before it names a
+    // memfd or dma-buf that /proc shows to anyone (most names already are:
+    // no copy then).
     const ClientRecord &record = *books_.client(client.id);
-    std::string_view name = std::string_view(request.name()).substr(0, kMaxNameLength);
+    std::string_view name = request.name();
+    std::string printable_name;
+    if (!is_printable_text(name, kMaxNameLength)) {
+        printable_name = printable_text(name, kMaxNameLength);
+        name = printable_name;
+    }
     if (name.empty())
         name = record.default_buffer_name;
 
@@ -158,7 +167,7 @@ Service::CandidateHeaps Service::candidate_heaps(const wire::AllocRequest &reque
         if (!request.heap().empty()) {
             set_error(response, StatusCode::kInvalidArgument,
                       fmt::format("both heap '{}' and ion_heap_id_mask {:#x} given: ask by one of them",
-                                  request.heap(), mask));
+                                  printable_text(request.heap(), kMaxNameLength), mask));
             return {};
         }
         const auto heaps = registry.resolve_ion_mask(mask);
@@ -173,7 +182,8 @@ Service::CandidateHeaps Service::candidate_heaps(const wire::AllocRequest &reque
     if (!heap) {
         const auto unserved = allocator_.why_not_served(request.heap());
         set_error(response, StatusCode::kNoSuchHeap,
-                  fmt::format("no heap named '{}'{}; this daemon serves: {}", request.heap(),
+                  fmt::format("no heap named '{}'{}; this daemon serves: {}",
+                              printable_text(request.heap(), kMaxNameLength),
                               unserved ? "; " + *unserved : "", allocator_.heap_names()));
         return {};
     }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <ionsvc/protocol.h>
+#include <ionsvc/text.h>
 
 #include "protocol/service.h"
 
@@ -28,7 +29,9 @@ void Service::hello(ClientContext &client, const wire::HelloRequest &request, Re
     }
 
     client.greeted = true;
-    books_.set_client_name(client.id, request.client_name().substr(0, kMaxNameLength));
+    // Untrusted text: made printable here, once, for every reply, log line
+    // and terminal it reaches.
+    books_.set_client_name(client.id, printable_text(request.client_name(), kMaxNameLength));
 }
 
 void Service::list_heaps(ClientContext &client, Response &response)

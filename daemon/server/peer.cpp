@@ -10,17 +10,26 @@
 
 #include <fmt/format.h>
 
+#include <ionsvc/text.h>
+
 namespace ionsvc {
 
 namespace {
 
+// Room for the 15 bytes of a comm (TASK_COMM_LEN) each written as an
+// escape of 4.
+constexpr std::size_t kMaxCommText = 64;
+
+// The peer's comm, made printable: any process may set its own to any
+// bytes (prctl(PR_SET_NAME)), and it goes into replies, logs and the
+// names of its unnamed buffers.
 std::string read_comm(pid_t pid)
 {
     std::ifstream file(fmt::format("/proc/{}/comm", pid));
     std::string comm;
     if (!std::getline(file, comm))
         return "?";
-    return comm;
+    return printable_text(comm, kMaxCommText);
 }
 
 } // namespace

@@ -422,5 +422,37 @@ TEST(ErrorText, NamesTheStatusAndCarriesTheMessage)
     EXPECT_EQ(error_text({StatusCode::kNotFound, "no such pid"}), "ionsvc-ctl: NOT_FOUND: no such pid");
 }
 
+// -------------------------------------------------------------------------
+// Text from clients, checked again before it reaches a terminal.
+
+TEST(MakePrintable, EscapesEveryTextOfTheStatsBeforeAViewShowsIt)
+{
+    bufclient::Stats stats = sample_stats();
+    stats.clients[0].comm = "\x1b[2J\xff";
+    stats.clients[0].name = "a\nb";
+    stats.heaps[0].orphaned[0].comm = "\x1b]0;t\x07";
+    make_printable(stats);
+    EXPECT_EQ(stats.clients[0].comm, "\\x1b[2J\xEF\xBF\xBD");
+    EXPECT_EQ(stats.clients[0].name, "a\\x0ab");
+    const std::string views = render_ion_clients(stats) + render_ion_heaps(stats) + render_pids_table(stats);
+    EXPECT_THAT(views, Not(HasSubstr("\x1b")));
+    EXPECT_THAT(views, Not(HasSubstr("\x07")));
+    EXPECT_THAT(views, HasSubstr("\\x1b]0;t\\x07"));
+}
+
+TEST(MakePrintable, LeavesPrintableStatsAsTheyAre)
+{
+    bufclient::Stats stats = sample_stats();
+    make_printable(stats);
+    EXPECT_EQ(render_ion_clients(stats), render_ion_clients(sample_stats()));
+    EXPECT_EQ(render_ion_heaps(stats), render_ion_heaps(sample_stats()));
+}
+
+TEST(ErrorText, EscapesControlCharactersInTheMessage)
+{
+    EXPECT_EQ(error_text({StatusCode::kNoSuchHeap, "no heap named 'x\x1b[2J'"}),
+              "ionsvc-ctl: NO_SUCH_HEAP: no heap named 'x\\x1b[2J'");
+}
+
 } // namespace
 } // namespace ionsvc::ctl
