@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ionsvcd: the buffer-sharing daemon.
+#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sysexits.h>
@@ -13,11 +14,13 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -37,6 +40,8 @@ namespace {
 struct Options
 {
     std::string socket_path{ionsvc::kDefaultSocketPath};
+    std::string socket_mode = "0660";
+    std::string socket_group; // empty: the daemon's own
     std::string backend = "auto";
     std::string config_path{ionsvc::kDefaultConfigPath};
     bool config_given = false;
@@ -151,12 +156,44 @@ std::unique_ptr<ionsvc::Allocator> open_heaps(const Options &options, const ions
     return allocator;
 }
 
+// --socket-mode: octal permission bits, at most 0777; none if not.
+std::optional<mode_t> parse_mode(const std::string &text)
+{
+    if (text.empty() || text.size() > 4 || text.find_first_not_of("01234567") != std::string::npos)
+        return std::nullopt;
+    const unsigned long mode = std::stoul(text, nullptr, 8);
+    if (mode > 0777)
+        return std::nullopt;
+    return static_cast<mode_t>(mode);
+}
+
+// --socket-mode and --socket-group as a SocketAccess, or why not.
+ionsvc::Expected<ionsvc::SocketAccess, std::string> socket_access(const Options &options)
+{
+    ionsvc::SocketAccess access;
+    access.mode = *parse_mode(options.socket_mode); // checked by the option
+    if (options.socket_group.empty())
+        return access;
+    if (const group *entry = ::getgrnam(options.socket_group.c_str()))
+        access.group = entry->gr_gid;
+    else if (options.socket_group.find_first_not_of("0123456789") == std::string::npos &&
+             options.socket_group.size() <= 9)
+        access.group = static_cast<gid_t>(std::stoul(options.socket_group));
+    else
+        return ionsvc::Unexpected{fmt::format("--socket-group {}: no such group", options.socket_group)};
+    return access;
+}
+
 // The socket systemd passed, else one of our own at --socket.
 ionsvc::Expected<ionsvc::Listener, std::string> open_listener(const Options &options)
 {
     auto listener = ionsvc::listener_from_systemd();
-    if (listener && !listener->socket)
-        listener = ionsvc::listen_on(options.socket_path);
+    if (listener && !listener->socket) {
+        const auto access = socket_access(options);
+        if (!access)
+            return ionsvc::Unexpected{access.error()};
+        listener = ionsvc::listen_on(options.socket_path, *access);
+    }
     if (!listener)
         return listener;
     if (listener->from_systemd)
@@ -258,6 +295,14 @@ int main(int argc, char **argv)
     app.set_version_flag("--version", std::string(IONSVC_VERSION));
     app.add_option("--socket", options.socket_path, "Path of the listening socket")
         ->capture_default_str();
+    app.add_option("--socket-mode", options.socket_mode,
+                   "Permissions of the socket ionsvcd makes itself (octal), whatever the umask")
+        ->check([](const std::string &text) {
+            return parse_mode(text) ? std::string() : "an octal mode from 0 to 0777, e.g. 0660";
+        })
+        ->capture_default_str();
+    app.add_option("--socket-group", options.socket_group,
+                   "Group of the socket ionsvcd makes itself, a name or number (default: its own)");
     app.add_option("--config", options.config_path,
                    "Configuration file (TOML); the default path may be absent")
         ->each([&](const std::string &) { options.config_given = true; })

@@ -11,6 +11,14 @@ namespace ionsvc {
 
 void Service::hello(ClientContext &client, const wire::HelloRequest &request, Response &response)
 {
+    // Hello is said once per connection: once greeted, its version and
+    // name stand, whatever a later Hello says (a wrong version must not
+    // leave a session half greeted, nor a name change behind the books).
+    if (client.greeted) {
+        set_error(response, StatusCode::kInvalidArgument,
+                  "Hello was said already on this connection: its protocol version and client name stand");
+        return;
+    }
     wire::HelloReply &reply = *response.reply.mutable_hello();
     reply.set_protocol_version(kProtocolVersion);
     reply.set_server_version(IONSVC_VERSION);

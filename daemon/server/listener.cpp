@@ -62,18 +62,67 @@ Expected<Listener, std::string> listener_from_systemd()
     return Listener{std::move(socket), true};
 }
 
-Expected<Listener, std::string> listen_on(std::string_view path)
+namespace {
+
+// Sets the umask for as long as it lives: the daemon is single-threaded
+// while it makes its socket.
+class ScopedUmask
+{
+public:
+    explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+    ~ScopedUmask() { ::umask(old_); }
+    ScopedUmask(const ScopedUmask &) = delete;
+    ScopedUmask &operator=(const ScopedUmask &) = delete;
+
+private:
+    mode_t old_;
+};
+
+// Creates the missing directories above file, each with mode: 0 or -errno.
+int create_directories(const std::filesystem::path &file, mode_t mode, std::string &failed)
+{
+    std::filesystem::path directory;
+    for (const auto &part : file.parent_path()) {
+        directory /= part;
+        if (::mkdir(directory.c_str(), 0700) < 0) {
+            if (errno == EEXIST)
+                continue;
+            failed = directory;
+            return -errno;
+        }
+        // Made owner-only under the umask, then opened up as asked.
+        if (::chmod(directory.c_str(), mode) < 0) {
+            failed = directory;
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+// The bound socket file's group and mode, as access says: 0 or -errno.
+int set_socket_access(const char *path, const SocketAccess &access)
+{
+    if (access.group && ::chown(path, static_cast<uid_t>(-1), *access.group) < 0)
+        return -errno;
+    if (::chmod(path, access.mode) < 0)
+        return -errno;
+    return 0;
+}
+
+} // namespace
+
+Expected<Listener, std::string> listen_on(std::string_view path, const SocketAccess &access)
 {
     auto address = socket_address(path);
     if (!address)
         return Unexpected{std::move(address).error()};
 
-    const std::filesystem::path file{path};
-    std::error_code error;
-    if (file.has_parent_path())
-        std::filesystem::create_directories(file.parent_path(), error);
-    if (error)
-        return Unexpected{fmt::format("cannot create the directory of '{}': {}", path, error.message())};
+    // Whatever is created below starts owner-only.
+    const ScopedUmask umask(0077);
+    std::string failed;
+    if (const int ret = create_directories(std::filesystem::path{path}, access.directory_mode, failed); ret < 0)
+        return Unexpected{fmt::format("cannot create '{}', the directory of '{}': {}", failed, path,
+                                      errno_text(-ret))};
 
     struct stat status{};
     if (::lstat(address->sun_path, &status) == 0) {
@@ -89,6 +138,12 @@ Expected<Listener, std::string> listen_on(std::string_view path)
         return Unexpected{fmt::format("socket(AF_UNIX, SOCK_SEQPACKET) failed: {}", errno_text(errno))};
     if (::bind(socket.get(), reinterpret_cast<const sockaddr *>(&*address), sizeof(*address)) < 0)
         return Unexpected{fmt::format("cannot bind '{}': {}", path, errno_text(errno))};
+    if (const int ret = set_socket_access(address->sun_path, access); ret < 0) {
+        ::unlink(address->sun_path);
+        return Unexpected{fmt::format("cannot give '{}' mode {:04o}{}: {}", path, access.mode,
+                                      access.group ? fmt::format(" and group {}", *access.group) : "",
+                                      errno_text(-ret))};
+    }
     if (::listen(socket.get(), SOMAXCONN) < 0) {
         const int saved = errno;
         ::unlink(address->sun_path);

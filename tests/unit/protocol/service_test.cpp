@@ -109,6 +109,25 @@ TEST_F(ServiceTest, AnotherProtocolVersionIsUnsupported)
     EXPECT_EQ(alloc(4096).reply.status(), wire::INVALID_ARGUMENT);
 }
 
+TEST_F(ServiceTest, ASecondHelloIsRefusedAndChangesNothing)
+{
+    ASSERT_EQ(hello().reply.status(), wire::OK);
+    for (const std::uint32_t version : {kProtocolVersion, kProtocolVersion + 1}) {
+        const Response again = hello(version, "renamed");
+        EXPECT_EQ(again.reply.status(), wire::INVALID_ARGUMENT);
+        EXPECT_THAT(again.reply.message(), HasSubstr("Hello was said already"));
+        EXPECT_EQ(service_.books().client(client_.id)->name, "preview");
+        EXPECT_EQ(alloc(4096).reply.status(), wire::OK) << "still greeted after a Hello of version " << version;
+    }
+}
+
+TEST_F(ServiceTest, AHelloWithTheRightVersionAfterAWrongOneGreets)
+{
+    ASSERT_EQ(hello(kProtocolVersion + 1).reply.status(), wire::UNSUPPORTED_VERSION);
+    ASSERT_EQ(hello().reply.status(), wire::OK);
+    EXPECT_EQ(alloc(4096).reply.status(), wire::OK);
+}
+
 TEST_F(ServiceTest, RequestsBeforeHelloAreRefused)
 {
     const Response response = alloc(4096);
