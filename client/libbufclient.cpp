@@ -206,6 +206,10 @@ public:
             return lose(no_reply_text());
         if (received.status == 0)
             return lose("ionsvcd closed the connection");
+        if (received.status == -ECONNRESET) {
+            if (auto refusal = refusal_before_hang_up())
+                return *refusal;
+        }
         if (received.status == -EPROTO)
             return lose("the reply carried more fds than a reply may (MSG_CTRUNC); closed them");
         if (received.status == -EMFILE)
@@ -314,11 +318,33 @@ private:
             socket_.get(), {reinterpret_cast<const std::byte *>(send_buffer_.data()), send_buffer_.size()}, {});
         if (sent == -EAGAIN)
             return lose("ionsvcd took no request within " + std::to_string(timeout_.count()) + " ms");
+        if (sent == -EPIPE || sent == -ECONNRESET) {
+            if (auto refusal = refusal_before_hang_up())
+                return *refusal;
+        }
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
         deferred_.clear();
         deferred_bytes_ = 0;
         return {};
+    }
+
+    // A daemon that refuses a connection (e.g. one too many for the uid)
+    // says why and hangs up, maybe before the Hello arrives: the reason
+    // is then still waiting to be read.
+    std::optional<Unexpected<Error>> refusal_before_hang_up()
+    {
+        if (receive_buffer_.size() < kBoundedReplyBytes)
+            receive_buffer_.resize(kBoundedReplyBytes);
+        const ionsvc::ReceiveResult received =
+            ionsvc::receive_packet(socket_.get(), receive_buffer_, 0, MSG_DONTWAIT);
+        ionsvc::wire::Reply reply;
+        if (received.status <= 0 || !reply.ParseFromArray(receive_buffer_.data(), static_cast<int>(received.status)) ||
+            reply.status() == ionsvc::wire::OK)
+            return std::nullopt;
+        socket_.reset();
+        lost_reason_ = reply.message();
+        return failure(static_cast<StatusCode>(reply.status()), reply.message());
     }
 
     Unexpected<Error> lost_earlier() const

@@ -106,11 +106,11 @@ void configure_pool(ionsvc::WarmPool &pool, const ionsvc::PoolConfig &config)
     }
 }
 
-// SIGHUP: reads the config file again. Quotas, access rules and the warm
-// pool apply at once; aliases need a restart (the heaps are resolved at
+// SIGHUP: reads the config file again. Quotas, access rules, connection
+// limits (for the connections that come next) and the warm pool apply at once; aliases need a restart (the heaps are resolved at
 // start). A broken file keeps the old config.
 void reload_config(const Options &options, ionsvc::Service &service, const ionsvc::Allocator &allocator,
-                   ionsvc::WarmPool &pool)
+                   ionsvc::WarmPool &pool, ionsvc::Server &server)
 {
     sd_notify(0, "RELOADING=1");
     auto config = ionsvc::load_config(options.config_path, !options.config_given);
@@ -121,8 +121,9 @@ void reload_config(const Options &options, ionsvc::Service &service, const ionsv
         service.set_quota(std::move(config->quota));
         service.set_access(std::move(config->access));
         configure_pool(pool, config->pool);
-        spdlog::info("reloaded {}: quotas, access rules and the warm pool applied (aliases change only "
-                     "at a restart)",
+        server.set_connection_limits(config->connections);
+        spdlog::info("reloaded {}: quotas, access rules, connection limits and the warm pool applied "
+                     "(aliases change only at a restart)",
                      options.config_path);
     }
     sd_notify(0, "READY=1");
@@ -223,6 +224,7 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
     // so the loop takes no locks: four fewer mutex round trips per request.
     boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
     Server server(io, service, std::move(listening_socket));
+    server.set_connection_limits(config.connections);
     WatchdogPinger watchdog(io);
 
     boost::asio::signal_set hangup(io, SIGHUP);
@@ -243,7 +245,7 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
         [&](const boost::system::error_code &error, int) {
             if (error)
                 return;
-            run_guarded("reloading the config", [&] { reload_config(options, service, allocator, pool); });
+            run_guarded("reloading the config", [&] { reload_config(options, service, allocator, pool, server); });
             hangup.async_wait(on_hangup);
         };
     hangup.async_wait(on_hangup);

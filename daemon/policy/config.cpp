@@ -330,6 +330,44 @@ Expected<void, std::string> parse_pool(std::string_view source, const toml::node
     return {};
 }
 
+// A whole number from 1 to max, for a count or a time.
+Expected<std::uint32_t, std::string> parse_positive(std::string_view source, const toml::node &value,
+                                                   const std::string &origin, std::int64_t max)
+{
+    const auto number = value.value<std::int64_t>();
+    if (!value.is_integer() || !number || *number < 1 || *number > max)
+        return Unexpected{where(source, value.source()) + "'" + origin + "' must be a whole number from 1 to " +
+                          std::to_string(max)};
+    return static_cast<std::uint32_t>(*number);
+}
+
+Expected<void, std::string> parse_connections(std::string_view source, const toml::node &node, Config &config)
+{
+    const toml::table *table = node.as_table();
+    if (table == nullptr)
+        return Failure{where(source, node.source()) + "'connections' must be a table"};
+    ConnectionLimits &limits = config.connections;
+    for (const auto &[key, value] : *table) {
+        const std::string origin = "connections." + std::string{key.str()};
+        constexpr std::int64_t kMaxCount = 1 << 20;
+        constexpr std::int64_t kMaxTimeoutMs = 3600 * 1000;
+        const bool is_timeout = key.str() == "hello_timeout_ms";
+        if (!is_timeout && key.str() != "per_uid" && key.str() != "total")
+            return Failure{where(source, key.source()) + "unknown setting '" + origin +
+                           "' (per_uid, total and hello_timeout_ms are)"};
+        const auto number = parse_positive(source, value, origin, is_timeout ? kMaxTimeoutMs : kMaxCount);
+        if (!number)
+            return Failure{number.error()};
+        if (key.str() == "per_uid")
+            limits.per_uid = *number;
+        else if (key.str() == "total")
+            limits.total = *number;
+        else
+            limits.hello_timeout = std::chrono::milliseconds(*number);
+    }
+    return {};
+}
+
 } // namespace
 
 Expected<Config, std::string> parse_config(std::string_view text, std::string_view source)
@@ -344,11 +382,13 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
 
     Config config;
     for (const auto &[key, value] : root) {
-        if (key.str() == "aliases" || key.str() == "quota" || key.str() == "access" || key.str() == "pool") {
-            auto parsed = key.str() == "aliases"  ? parse_aliases(source, value, config)
-                          : key.str() == "quota"  ? parse_quota(source, value, config)
-                          : key.str() == "access" ? parse_access(source, value, config)
-                                                  : parse_pool(source, value, config);
+        if (key.str() == "aliases" || key.str() == "quota" || key.str() == "access" || key.str() == "pool" ||
+            key.str() == "connections") {
+            auto parsed = key.str() == "aliases"       ? parse_aliases(source, value, config)
+                          : key.str() == "quota"       ? parse_quota(source, value, config)
+                          : key.str() == "access"      ? parse_access(source, value, config)
+                          : key.str() == "connections" ? parse_connections(source, value, config)
+                                                       : parse_pool(source, value, config);
             if (!parsed)
                 return Unexpected{parsed.error()};
             continue;

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -91,12 +92,27 @@ struct AccessConfig
     std::map<std::string, HeapAccess, std::less<>> heaps; // by heap name (not alias)
 };
 
+//   [connections]
+//   per_uid = 64             # connections one uid may have open at once
+//   total = 1024             # every client's connections together
+//   hello_timeout_ms = 5000  # a connection that has not said Hello by then is closed
+//
+// Root and the admin_group are held to none of them: an admin can always
+// connect and look, however many connections others hold.
+struct ConnectionLimits
+{
+    std::uint32_t per_uid = 64;
+    std::uint32_t total = 1024;
+    std::chrono::milliseconds hello_timeout{5000};
+};
+
 struct Config
 {
     std::vector<AliasRule> aliases = default_alias_rules();
     QuotaConfig quota;
     AccessConfig access;
     PoolConfig pool;
+    ConnectionLimits connections;
 };
 
 // Parses the text of a config file; source names it in error messages,

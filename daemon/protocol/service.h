@@ -98,6 +98,10 @@ public:
     // Where allocations look first; none: every buffer is made on request.
     void set_pool(WarmPool *pool) { pool_ = pool; }
 
+    // Root or a member of the access rules' admin_group: sees every client
+    // and is held to no connection limit.
+    bool is_admin(const ClientIdentity &identity) const;
+
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
     const ServiceLimits &limits() const { return limits_; }

@@ -104,11 +104,16 @@ void Service::add_heap_stats(const ClientsInScope &clients, const std::vector<Bu
     }
 }
 
+bool Service::is_admin(const ClientIdentity &identity) const
+{
+    return sees_every_client(access_, identity);
+}
+
 std::optional<uid_t> Service::visible_uid(const ClientContext &requester) const
 {
     // Who is not an admin sees the clients of its own uid only.
     const ClientRecord &record = *books_.client(requester.id);
-    if (sees_every_client(access_, record.identity))
+    if (is_admin(record.identity))
         return std::nullopt;
     return record.identity.uid;
 }

@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include <boost/asio/post.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <ionsvc/fd_passing.h>
 #include <ionsvc/protocol.h>
 
 #include "server/guard.h"
@@ -64,8 +67,8 @@ void Server::stop()
     release_check_.cancel();
     // close() removes each session from the map: iterate over a copy.
     auto sessions = sessions_;
-    for (auto &[raw, session] : sessions)
-        session->close("daemon shutting down");
+    for (auto &[raw, entry] : sessions)
+        entry.session->close("daemon shutting down");
 }
 
 void Server::accept_next()
@@ -109,19 +112,69 @@ void Server::admit(SeqPacket::socket socket)
     }
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
+    if (const auto refusal = connection_refusal(*identity)) {
+        refuse(socket, *identity, *refusal);
+        return;
+    }
 
     const ClientId id = service_.connect(*identity);
     spdlog::info("client {} connected: pid {} uid {} gid {} comm '{}'", id, identity->pid,
                  identity->uid, identity->gid, identity->comm);
     std::shared_ptr<Session> session;
     try {
-        session = std::make_shared<Session>(*this, std::move(socket), id);
-        sessions_.emplace(session.get(), session);
+        session = std::make_shared<Session>(*this, std::move(socket), id, limits_.hello_timeout);
+        sessions_.emplace(session.get(), SessionEntry{session, identity->uid});
+        ++connections_of_uid_[identity->uid];
     } catch (...) {
+        sessions_.erase(session.get());
         service_.disconnect(id); // no session will ever do it
         throw;
     }
     session->start();
+}
+
+std::optional<std::string> Server::connection_refusal(const ClientIdentity &identity) const
+{
+    // An admin can always connect and look.
+    if (service_.is_admin(identity))
+        return std::nullopt;
+    const auto of_uid = connections_of_uid_.find(identity.uid);
+    if (of_uid != connections_of_uid_.end() && of_uid->second >= limits_.per_uid)
+        return fmt::format("uid {} has {} connections open, the most one uid may have "
+                           "(connections.per_uid in the config file): close some first",
+                           identity.uid, of_uid->second);
+    if (sessions_.size() >= limits_.total)
+        return fmt::format("ionsvcd has {} connections open, the most it takes from users other than "
+                           "root and the admin group (connections.total in the config file)",
+                           sessions_.size());
+    return std::nullopt;
+}
+
+void Server::refuse(SeqPacket::socket &socket, const ClientIdentity &identity, const std::string &why)
+{
+    // Said at most once a second: a flood of refusals must not flood the log.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_logged_ >= std::chrono::seconds(1)) {
+        last_refusal_logged_ = now;
+        spdlog::warn("refusing a connection of pid {} uid {}: {}", identity.pid, identity.uid, why);
+    }
+    // The reply the client reads for its Hello; if it cannot take it now,
+    // the hang-up alone says no.
+    Response response;
+    set_error(response, StatusCode::kResourceExhausted, why);
+    std::string packet;
+    const int fd = socket.native_handle();
+    if (response.reply.SerializeToString(&packet))
+        send_packet(fd, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()}, {}, MSG_DONTWAIT);
+    // No more from the client (its sends fail now), and nothing it sent left
+    // unread: a close over unread data would reset the connection, and the
+    // client would see ECONNRESET instead of the reason.
+    ::shutdown(fd, SHUT_RDWR);
+    std::byte discard[64];
+    while (::recv(fd, discard, sizeof(discard), MSG_DONTWAIT) > 0) {
+    }
+    boost::system::error_code ignored;
+    socket.close(ignored);
 }
 
 void Server::schedule_release_check()
@@ -166,7 +219,10 @@ void Server::forget(Session *session)
     auto it = sessions_.find(session);
     if (it == sessions_.end())
         return;
-    auto keep_alive = std::move(it->second);
+    if (const auto of_uid = connections_of_uid_.find(it->second.uid); of_uid != connections_of_uid_.end() &&
+                                                                       --of_uid->second == 0)
+        connections_of_uid_.erase(of_uid);
+    auto keep_alive = std::move(it->second.session);
     sessions_.erase(it);
     boost::asio::post(io_, [keep_alive = std::move(keep_alive)] {});
 }

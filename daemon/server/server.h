@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -13,6 +15,7 @@
 
 #include <ionsvc/unique_fd.h>
 
+#include "policy/config.h"
 #include "protocol/service.h"
 #include "server/session.h"
 
@@ -32,6 +35,10 @@ public:
 
     std::size_t session_count() const { return sessions_.size(); }
 
+    // How many connections each uid and all clients may hold, and how long
+    // one may wait before Hello: for the connections that come next.
+    void set_connection_limits(const ConnectionLimits &limits) { limits_ = limits; }
+
 private:
     friend class Session;
 
@@ -39,6 +46,10 @@ private:
     void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
     // Starts a session for a new connection.
     void admit(SeqPacket::socket socket);
+    // Why a client of identity may not connect now, if it may not.
+    std::optional<std::string> connection_refusal(const ClientIdentity &identity) const;
+    // Answers a refused connection with why, and hangs up.
+    void refuse(SeqPacket::socket &socket, const ClientIdentity &identity, const std::string &why);
     void forget(Session *session);
     // Arms the release detection timer if there are buffers to watch.
     void schedule_release_check();
@@ -56,7 +67,15 @@ private:
     boost::asio::steady_timer release_check_;
     bool release_check_armed_ = false;
     std::size_t accept_failures_ = 0; // in a row, to log the first only
-    std::unordered_map<Session *, std::shared_ptr<Session>> sessions_;
+    struct SessionEntry
+    {
+        std::shared_ptr<Session> session;
+        uid_t uid = 0;
+    };
+    std::unordered_map<Session *, SessionEntry> sessions_;
+    std::unordered_map<uid_t, std::uint32_t> connections_of_uid_;
+    ConnectionLimits limits_;
+    std::chrono::steady_clock::time_point last_refusal_logged_{};
     std::vector<std::byte> receive_buffer_;
     bool stopped_ = false;
 };

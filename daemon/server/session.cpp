@@ -25,10 +25,32 @@ constexpr int kPacketsPerWakeup = 16;
 
 } // namespace
 
-Session::Session(Server &server, SeqPacket::socket socket, ClientId id)
-    : server_(server), socket_(std::move(socket))
+Session::Session(Server &server, SeqPacket::socket socket, ClientId id, std::chrono::milliseconds hello_timeout)
+    : server_(server), socket_(std::move(socket)), hello_deadline_(socket_.get_executor()),
+      hello_timeout_(hello_timeout)
 {
     context_.id = id;
+}
+
+void Session::start()
+{
+    wait_for_hello(hello_timeout_);
+    wait_readable();
+}
+
+void Session::wait_for_hello(std::chrono::milliseconds timeout)
+{
+    // An idle connection holds an fd of the daemon's: it may not wait for
+    // ever. Weak, so that a closed session does not live on until then.
+    hello_deadline_.expires_after(timeout);
+    hello_deadline_.async_wait([weak = weak_from_this(), timeout](const boost::system::error_code &error) {
+        const auto self = weak.lock();
+        if (error || !self || self->closed_ || self->context_.greeted)
+            return;
+        run_guarded("closing a client's session", [&] {
+            self->close(fmt::format("no Hello within {} ms (connections.hello_timeout_ms)", timeout.count()));
+        });
+    });
 }
 
 void Session::close(std::string_view reason)
@@ -45,6 +67,7 @@ void Session::close(std::string_view reason)
                      record->name, reason);
     }
 
+    hello_deadline_.cancel();
     // The pending reply lends fds owned by the books: drop it first.
     pending_.clear();
     boost::system::error_code ignored;

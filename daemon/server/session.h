@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include <boost/asio/generic/seq_packet_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "protocol/service.h"
 
@@ -22,13 +24,16 @@ class Server;
 class Session : public std::enable_shared_from_this<Session>
 {
 public:
-    Session(Server &server, SeqPacket::socket socket, ClientId id);
+    // A session that has not said Hello within hello_timeout is closed.
+    Session(Server &server, SeqPacket::socket socket, ClientId id, std::chrono::milliseconds hello_timeout);
 
-    void start() { wait_readable(); }
+    void start();
     // Hangs up, logging why, and leaves the books and the server.
     void close(std::string_view reason);
 
 private:
+    // Closes the session if Hello has not come by the deadline.
+    void wait_for_hello(std::chrono::milliseconds timeout);
     void wait_readable();
     void wait_writable();
     void on_readable(const boost::system::error_code &error);
@@ -60,6 +65,8 @@ private:
 
     Server &server_;
     SeqPacket::socket socket_;
+    boost::asio::steady_timer hello_deadline_;
+    std::chrono::milliseconds hello_timeout_;
     ClientContext context_;
     Response pending_;
     std::string outgoing_;

@@ -46,13 +46,6 @@ protected:
         std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
     }
 
-    // In a forked child: becomes uid with groups as its supplementary groups.
-    static bool become(uid_t uid, const std::vector<gid_t> &groups)
-    {
-        return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(uid, uid, uid) == 0 &&
-               ::setresuid(uid, uid, uid) == 0;
-    }
-
     // What an allocation from memfd gets as uid with groups.
     int allocation_as(uid_t uid, const std::vector<gid_t> &groups, std::string *message = nullptr)
     {
@@ -62,7 +55,7 @@ protected:
         UniqueFD write_end{pipe_ends[1]};
         ChildProcess child([&] {
             read_end.reset();
-            if (!become(uid, groups))
+            if (!become_user(uid, std::nullopt, groups))
                 return kUserChange;
             auto client = daemon_->connect("client");
             auto buffers = client.allocate({.heap = "memfd", .size = 4096});
@@ -122,7 +115,7 @@ TEST_F(Access, StatsShowWhoIsNotAnAdminOnlyTheClientsOfItsOwnUid)
     Signal ready, release;
     ChildProcess holder([&] {
         release.close_write_end();
-        if (!become(kAllowed, {}))
+        if (!become_user(kAllowed, std::nullopt, {}))
             return kUserChange;
         auto client = daemon_->connect("holder");
         if (!client.allocate({.size = 8192}))
@@ -136,7 +129,7 @@ TEST_F(Access, StatsShowWhoIsNotAnAdminOnlyTheClientsOfItsOwnUid)
     // The number of clients and heap bytes stats show as uid with groups.
     const auto seen_as = [&](uid_t uid, const std::vector<gid_t> &groups) {
         ChildProcess observer([&] {
-            if (!become(uid, groups))
+            if (!become_user(uid, std::nullopt, groups))
                 return kUserChange;
             auto client = daemon_->connect("observer");
             auto stats = client.stats();

@@ -4,9 +4,7 @@
 // (setresuid in a forked child) whose comm is set by prctl to bytes that
 // are not UTF-8 or to terminal escape sequences must not blind stats for
 // root, forge a log line or write to the admin's terminal.
-#include <grp.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
@@ -58,24 +56,18 @@ protected:
     void SetUp() override
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        daemon_.emplace();
-        ASSERT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0);
-        ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
-        // The daemon's fds once it serves a client: where it returns to.
-        observer_.emplace(daemon_->connect("observer"));
-        baseline_fds_ = daemon_->open_fds();
+        open_.emplace();
     }
 
+    // Gone with the attacker: its connection and its buffer.
     void TearDown() override
     {
-        if (!daemon_)
-            return;
-        // Gone with the attacker: its connection and its buffer.
-        EXPECT_TRUE(eventually([&] { return daemon_->open_fds() == baseline_fds_; }))
-            << daemon_->open_fds() << " fds, " << baseline_fds_ << " before";
-        observer_.reset();
-        EXPECT_EQ(daemon_->terminate(), 0);
+        if (open_)
+            open_->expect_back_to_baseline();
     }
+
+    DaemonProcess &daemon() { return open_->daemon(); }
+    const DaemonProcess &daemon() const { return open_->daemon(); }
 
     // An unprivileged process whose comm is comm (set by prctl, any bytes)
     // and whose connection is called client_name, holding a buffer called
@@ -85,12 +77,11 @@ protected:
     {
         ChildProcess child([&, comm, client_name, buffer_name] {
             release.close_write_end();
-            if (::setgroups(0, nullptr) != 0 || ::setresgid(kAttacker, kAttacker, kAttacker) != 0 ||
-                ::setresuid(kAttacker, kAttacker, kAttacker) != 0)
+            if (!become_user(kAttacker))
                 return kUserChange;
             if (::prctl(PR_SET_NAME, comm.c_str(), 0, 0, 0) != 0)
                 return kComm;
-            auto client = bufclient::Client::connect({.socket_path = daemon_->socket_path(),
+            auto client = bufclient::Client::connect({.socket_path = daemon().socket_path(),
                                                       .client_name = client_name});
             if (!client)
                 return kConnect;
@@ -113,7 +104,7 @@ protected:
 
     CommandResult ctl(std::vector<std::string> arguments) const
     {
-        arguments.insert(arguments.begin(), {ionsvc_ctl_path(), "--socket", daemon_->socket_path()});
+        arguments.insert(arguments.begin(), {ionsvc_ctl_path(), "--socket", daemon().socket_path()});
         return run_command(arguments);
     }
 
@@ -147,9 +138,7 @@ protected:
         return json::object();
     }
 
-    std::optional<DaemonProcess> daemon_;
-    std::optional<bufclient::Client> observer_;
-    std::size_t baseline_fds_ = 0;
+    std::optional<OpenDaemon> open_;
 };
 
 TEST_F(HostileText, ACommThatIsNotUtf8LeavesEveryStatsViewReadableForRoot)
@@ -161,10 +150,10 @@ TEST_F(HostileText, ACommThatIsNotUtf8LeavesEveryStatsViewReadableForRoot)
     const json stats = every_view_for_root();
     EXPECT_EQ(attacker_entry(stats, child.pid())["comm"], kReplacement + kReplacement + "evil");
     // Another user is still served.
-    auto buffers = observer_->allocate({.size = 4096});
+    auto buffers = open_->observer().allocate({.size = 4096});
     ASSERT_TRUE(buffers) << buffers.error().message;
-    EXPECT_TRUE(observer_->free((*buffers)[0]));
-    EXPECT_TRUE(observer_->flush_frees());
+    EXPECT_TRUE(open_->observer().free((*buffers)[0]));
+    EXPECT_TRUE(open_->observer().flush_frees());
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
@@ -198,10 +187,10 @@ TEST_F(HostileText, ANewlineInAClientNameCannotForgeALogLine)
     const std::string disconnected = "disconnected: pid " + std::to_string(child.pid());
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
-    ASSERT_TRUE(eventually([&] { return daemon_->log().find(disconnected) != std::string::npos; }))
-        << daemon_->log();
+    ASSERT_TRUE(eventually([&] { return daemon().log().find(disconnected) != std::string::npos; }))
+        << daemon().log();
 
-    const std::string log = daemon_->log();
+    const std::string log = daemon().log();
     EXPECT_THAT(log, HasSubstr("name 'cam\\x0a" + forged + "'"));
     EXPECT_THAT(log, Not(HasSubstr("\n" + forged)));
 }

@@ -68,14 +68,6 @@ protected:
         ASSERT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0);
     }
 
-    // In a forked child: becomes uid with primary group gid and groups as
-    // its supplementary groups.
-    static bool become(uid_t uid, gid_t gid, const std::vector<gid_t> &groups)
-    {
-        return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(gid, gid, gid) == 0 &&
-               ::setresuid(uid, uid, uid) == 0;
-    }
-
     // Whether an allocation was refused with QUOTA_EXCEEDED saying usage.
     static bool refused_for_quota(const bufclient::Result<std::vector<bufclient::Buffer>> &result,
                                   std::string_view usage)
@@ -200,7 +192,7 @@ TEST_F(Quota, AUidLimitSpansEveryConnectionOfThatUser)
     start("[quota.uids]\n65534 = { bytes = \"128K\" }\n");
     open_to_everyone();
     ChildProcess nobody([&] {
-        if (!become(65534, 65534, {}))
+        if (!become_user(65534, 65534, {}))
             return 10;
         auto first = daemon_->connect("first");
         auto second = daemon_->connect("second");
@@ -224,7 +216,7 @@ TEST_F(Quota, AGroupLimitSpansItsMembersByPrimaryAndSupplementaryGroup)
     Signal ready, release;
     ChildProcess holder([&] {
         release.close_write_end();
-        if (!become(65534, 65534, {4242}))
+        if (!become_user(65534, 65534, {4242}))
             return 10;
         auto client = daemon_->connect("holder");
         if (!client.allocate({.size = 64 * kKiB}))
@@ -237,7 +229,7 @@ TEST_F(Quota, AGroupLimitSpansItsMembersByPrimaryAndSupplementaryGroup)
 
     // A member by its primary group shares the group's 128 KiB with it.
     ChildProcess member([&] {
-        if (!become(65533, 4242, {}))
+        if (!become_user(65533, 4242, {}))
             return 10;
         auto client = daemon_->connect("member");
         if (!client.allocate({.size = 64 * kKiB}))

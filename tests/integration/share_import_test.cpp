@@ -46,12 +46,6 @@ void open_to_everyone(const DaemonProcess &daemon)
     ASSERT_EQ(::chmod(daemon.socket_path().c_str(), 0666), 0) << std::strerror(errno);
 }
 
-// In a forked child: becomes uid (and its gid, no other groups).
-bool become(uid_t uid)
-{
-    return ::setgroups(0, nullptr) == 0 && ::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0;
-}
-
 class ShareImport : public ::testing::Test
 {
 protected:
@@ -80,7 +74,7 @@ protected:
     {
         return ChildProcess([&, uid, token] {
             release.close_write_end();
-            if (!become(uid))
+            if (!become_user(uid))
                 return int{kUserChange};
             auto client = daemon_.connect("importer");
             auto buffer = client.import(token);
@@ -105,7 +99,7 @@ protected:
     int refusal_as(uid_t uid, const std::string &token)
     {
         ChildProcess child([&] {
-            if (!become(uid))
+            if (!become_user(uid))
                 return int{kUserChange};
             auto client = daemon_.connect("guesser");
             auto buffer = client.import(token);

@@ -4,9 +4,11 @@
 #include "fd_count.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -292,6 +294,33 @@ bool eventually(const std::function<bool()> &condition)
             return true;
     }
     return condition();
+}
+
+bool become_user(uid_t uid, std::optional<gid_t> gid, const std::vector<gid_t> &groups)
+{
+    const gid_t primary = gid.value_or(static_cast<gid_t>(uid));
+    return ::setgroups(groups.size(), groups.data()) == 0 && ::setresgid(primary, primary, primary) == 0 &&
+           ::setresuid(uid, uid, uid) == 0;
+}
+
+OpenDaemon::OpenDaemon(const std::string &config)
+{
+    std::vector<std::string> arguments;
+    if (!config.empty()) {
+        std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
+        arguments = {"--config", config_directory_.path() + "/ionsvc.conf"};
+    }
+    daemon_.emplace(arguments);
+    EXPECT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0) << std::strerror(errno);
+    EXPECT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0) << std::strerror(errno);
+    observer_.emplace(daemon_->connect("observer"));
+    baseline_fds_ = daemon_->open_fds();
+}
+
+void OpenDaemon::expect_back_to_baseline()
+{
+    EXPECT_TRUE(eventually([&] { return daemon_->open_fds() == baseline_fds_; }))
+        << daemon_->open_fds() << " fds, " << baseline_fds_ << " with the observer alone";
 }
 
 } // namespace ionsvc::testing

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,33 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
 
 // Forks a child that runs body and exits with its return value.
 using test_support::ChildProcess;
+
+// In a forked child: becomes uid, with primary group gid (the number of
+// uid if none) and groups as its supplementary groups. False if refused.
+bool become_user(uid_t uid, std::optional<gid_t> gid = std::nullopt, const std::vector<gid_t> &groups = {});
+
+// A daemon that every user may connect to (its socket 0666 in a 0755
+// directory), for tests whose clients are other users: started on the
+// config text given, with a client of root's connected and the daemon's
+// fd count at that moment, which it must come back to.
+class OpenDaemon
+{
+public:
+    explicit OpenDaemon(const std::string &config = "");
+
+    DaemonProcess &daemon() { return *daemon_; }
+    const DaemonProcess &daemon() const { return *daemon_; }
+    bufclient::Client &observer() { return *observer_; }
+    // Fails the test unless the daemon's fds come back to the count it
+    // had once the observer was connected.
+    void expect_back_to_baseline();
+
+private:
+    TemporaryDirectory config_directory_;
+    std::optional<DaemonProcess> daemon_;
+    std::optional<bufclient::Client> observer_;
+    std::size_t baseline_fds_ = 0;
+};
 
 // A pipe used as a one-byte signal between processes.
 class Signal

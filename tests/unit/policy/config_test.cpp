@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -164,6 +165,36 @@ TEST(PoolConfig, MistakesNameTheirPlace)
         {"[pool.heaps.memfd]\n\"1M\" = -1\n", "test.conf:2:8: 'pool.heaps.memfd.1M' is the number of buffers to keep ready, 0 to 1024"},
         {"[pool.heaps.memfd]\n\"1M\" = 1025\n", "'pool.heaps.memfd.1M' is the number of buffers to keep ready"},
         {"[pool.heaps.memfd]\n\"1M\" = \"4\"\n", "'pool.heaps.memfd.1M' is the number of buffers to keep ready"},
+    });
+}
+
+
+TEST(ConnectionLimits, DefaultTo64PerUid1024InAllAndFiveSecondsForHello)
+{
+    const auto config = parse_config("", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    EXPECT_EQ(config->connections.per_uid, 64u);
+    EXPECT_EQ(config->connections.total, 1024u);
+    EXPECT_EQ(config->connections.hello_timeout, std::chrono::milliseconds(5000));
+}
+
+TEST(ConnectionLimits, AreReadFromTheConnectionsTable)
+{
+    const auto config = parse_config("[connections]\nper_uid = 8\ntotal = 100\nhello_timeout_ms = 250\n", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    EXPECT_EQ(config->connections.per_uid, 8u);
+    EXPECT_EQ(config->connections.total, 100u);
+    EXPECT_EQ(config->connections.hello_timeout, std::chrono::milliseconds(250));
+}
+
+TEST(ConnectionLimits, MistakesNameTheirPlace)
+{
+    testing::expect_config_errors({
+        {"[connections]\nper_uid = 0\n", "test.conf:2:11: 'connections.per_uid' must be a whole number from 1 to 1048576"},
+        {"[connections]\ntotal = \"many\"\n", "test.conf:2:9: 'connections.total' must be a whole number"},
+        {"[connections]\nhello_timeout_ms = 3600001\n", "'connections.hello_timeout_ms' must be a whole number from 1 to 3600000"},
+        {"[connections]\nidle = 1\n", "test.conf:2:1: unknown setting 'connections.idle' (per_uid, total and hello_timeout_ms are)"},
+        {"connections = 3\n", "test.conf:1:15: 'connections' must be a table"},
     });
 }
 
