@@ -68,7 +68,7 @@ bool needs_escape(char32_t code_point)
 
 std::string escape(char32_t code_point)
 {
-    char text[8];
+    char text[16]; // "\\u" and up to 8 hex digits as far as the compiler knows
     if (code_point < 0x80)
         std::snprintf(text, sizeof(text), "\\x%02x", static_cast<unsigned>(code_point));
     else

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "server/server.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -36,11 +37,28 @@ constexpr auto kReleaseCheckInterval = std::chrono::milliseconds(100);
 // request that comes in during a slice waits for it: 8 reads, about 60 µs.
 constexpr std::size_t kReleaseSlice = 8;
 
+// Spare fds kept for accept() when every other fd is taken, and how many a
+// client let in on them takes at once: its socket, and two that an admin's
+// requests may need while its session lasts (/proc reads, a pipe).
+constexpr std::size_t kReservedFds = 9;
+constexpr std::size_t kFdsPerReservedAccept = 3;
+
+// Why a user other than an admin cannot connect while the daemon has no fd.
+std::string out_of_fds_refusal()
+{
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    return fmt::format("ionsvcd is out of file descriptors: it holds one per live buffer and per client, up to "
+                       "its limit of {} (RLIMIT_NOFILE; LimitNOFILE= in its unit); only root and the admin group "
+                       "may connect until buffers are freed",
+                       static_cast<unsigned long long>(limit.rlim_cur));
+}
+
 } // namespace
 
 Server::Server(boost::asio::io_context &io, Service &service, UniqueFD listening_socket)
     : io_(io), service_(service), acceptor_(io), accept_retry_(io), release_check_(io),
-      receive_buffer_(kMaxRequestBytes)
+      reserve_(kReservedFds), receive_buffer_(kMaxRequestBytes)
 {
     acceptor_.assign(SeqPacket(AF_UNIX, 0), listening_socket.release());
 }
@@ -52,6 +70,7 @@ Server::~Server()
 
 void Server::start()
 {
+    reserve_.fill();
     accept_next();
 }
 
@@ -82,6 +101,13 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
 {
     if (stopped_ || error == boost::asio::error::operation_aborted)
         return;
+    // Out of fds (every one a client's buffer or connection): the spare
+    // ones let the waiting client in, so that nobody hangs at connect.
+    const bool out_of_fds = error == boost::asio::error::no_descriptors || error.value() == ENFILE;
+    if (out_of_fds && accept_on_reserve()) {
+        accept_next();
+        return;
+    }
     if (error) {
         // Said once, not every retry: out of fds, it fails until buffers go.
         if (accept_failures_++ == 0)
@@ -103,18 +129,42 @@ void Server::on_accept(const boost::system::error_code &error, SeqPacket::socket
     run_guarded("accepting a client", [&] { admit(std::move(socket)); });
 }
 
-void Server::admit(SeqPacket::socket socket)
+bool Server::accept_on_reserve()
+{
+    if (!reserve_.release(kFdsPerReservedAccept))
+        return false;
+    const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    bool admitted = false;
+    if (fd >= 0) {
+        run_guarded("accepting a client on the fd reserve", [&] {
+            SeqPacket::socket socket(io_);
+            socket.assign(SeqPacket(AF_UNIX, 0), fd);
+            admitted = admit(std::move(socket), true);
+        });
+    }
+    // An admin's session keeps what it was lent until a session leaves;
+    // a refused client gave it all back.
+    if (!admitted)
+        reserve_.fill();
+    return true;
+}
+
+bool Server::admit(SeqPacket::socket socket, bool on_reserve)
 {
     auto identity = peer_identity(socket.native_handle());
     if (!identity) {
         spdlog::warn("dropping a connection: SO_PEERCRED failed: {}", std::strerror(-identity.error()));
-        return;
+        return false;
     }
     boost::system::error_code ignored;
     socket.non_blocking(true, ignored);
+    if (on_reserve && !service_.is_admin(*identity)) {
+        refuse(socket, *identity, out_of_fds_refusal());
+        return false;
+    }
     if (const auto refusal = connection_refusal(*identity)) {
         refuse(socket, *identity, *refusal);
-        return;
+        return false;
     }
 
     const ClientId id = service_.connect(*identity);
@@ -131,6 +181,7 @@ void Server::admit(SeqPacket::socket socket)
         throw;
     }
     session->start();
+    return true;
 }
 
 std::optional<std::string> Server::connection_refusal(const ClientIdentity &identity) const
@@ -224,6 +275,8 @@ void Server::forget(Session *session)
         connections_of_uid_.erase(of_uid);
     auto keep_alive = std::move(it->second.session);
     sessions_.erase(it);
+    // Its fd is free again: the reserve may have lent one.
+    reserve_.fill();
     boost::asio::post(io_, [keep_alive = std::move(keep_alive)] {});
 }
 

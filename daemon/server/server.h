@@ -17,6 +17,7 @@
 
 #include "policy/config.h"
 #include "protocol/service.h"
+#include "server/fd_reserve.h"
 #include "server/session.h"
 
 namespace ionsvc {
@@ -44,8 +45,12 @@ private:
 
     void accept_next();
     void on_accept(const boost::system::error_code &error, SeqPacket::socket socket);
-    // Starts a session for a new connection.
-    void admit(SeqPacket::socket socket);
+    // Starts a session for a new connection; false if it was refused. One
+    // let in on the fd reserve stays only if it is an admin's.
+    bool admit(SeqPacket::socket socket, bool on_reserve = false);
+    // accept() failed for want of fds: lets the next waiting client in on
+    // spare fds. False if the reserve has none to spare.
+    bool accept_on_reserve();
     // Why a client of identity may not connect now, if it may not.
     std::optional<std::string> connection_refusal(const ClientIdentity &identity) const;
     // Answers a refused connection with why, and hangs up.
@@ -75,6 +80,7 @@ private:
     std::unordered_map<Session *, SessionEntry> sessions_;
     std::unordered_map<uid_t, std::uint32_t> connections_of_uid_;
     ConnectionLimits limits_;
+    FdReserve reserve_;
     std::chrono::steady_clock::time_point last_refusal_logged_{};
     std::vector<std::byte> receive_buffer_;
     bool stopped_ = false;

@@ -49,30 +49,19 @@ protected:
     // What an allocation from memfd gets as uid with groups.
     int allocation_as(uid_t uid, const std::vector<gid_t> &groups, std::string *message = nullptr)
     {
-        int pipe_ends[2];
-        EXPECT_EQ(::pipe2(pipe_ends, O_CLOEXEC), 0);
-        UniqueFD read_end{pipe_ends[0]};
-        UniqueFD write_end{pipe_ends[1]};
-        ChildProcess child([&] {
-            read_end.reset();
+        const ChildOutcome outcome = run_child([&](std::string &text) {
             if (!become_user(uid, std::nullopt, groups))
                 return kUserChange;
             auto client = daemon_->connect("client");
             auto buffers = client.allocate({.heap = "memfd", .size = 4096});
             if (buffers)
                 return kAllocated;
-            const std::string &text = buffers.error().message;
-            if (::write(write_end.get(), text.data(), text.size()) < 0)
-                return kOtherFailure;
+            text = buffers.error().message;
             return buffers.error().code == StatusCode::kPermissionDenied ? kRefused : kOtherFailure;
         });
-        write_end.reset();
-        const int result = child.wait();
-        char text[512] = {};
-        const ssize_t length = ::read(read_end.get(), text, sizeof(text) - 1);
-        if (message && length > 0)
-            *message = std::string(text, static_cast<std::size_t>(length));
-        return result;
+        if (message)
+            *message = outcome.message;
+        return outcome.exit_code;
     }
 
     TemporaryDirectory config_directory_;

@@ -116,7 +116,7 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
     return -1;
 }
 
-DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments)
+DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments, std::function<void()> before_exec)
     : socket_path_(directory_.path() + "/run/ionsvc.sock")
 {
     const auto given = [&](std::string_view option) {
@@ -130,8 +130,8 @@ DaemonProcess::DaemonProcess(std::vector<std::string> extra_arguments)
     if (!given("--log-level"))
         arguments.insert(arguments.end(), {"--log-level", "debug"});
     arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
-    pid_ = start_daemon(arguments, directory_.path() + "/ionsvcd.log",
-                        directory_.path() + "/notify");
+    pid_ = start_daemon(arguments, directory_.path() + "/ionsvcd.log", directory_.path() + "/notify",
+                        std::move(before_exec));
 }
 
 DaemonProcess::~DaemonProcess()
@@ -296,6 +296,29 @@ bool eventually(const std::function<bool()> &condition)
     return condition();
 }
 
+ChildOutcome run_child(const std::function<int(std::string &message)> &body)
+{
+    int ends[2];
+    EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0) << std::strerror(errno);
+    UniqueFD read_end{ends[0]};
+    UniqueFD write_end{ends[1]};
+    ChildProcess child([&] {
+        read_end.reset();
+        std::string message;
+        const int code = body(message);
+        if (::write(write_end.get(), message.data(), message.size()) < 0)
+            return 99;
+        return code;
+    });
+    write_end.reset();
+    ChildOutcome outcome;
+    char chunk[512];
+    for (ssize_t n; (n = ::read(read_end.get(), chunk, sizeof(chunk))) > 0;)
+        outcome.message.append(chunk, static_cast<std::size_t>(n));
+    outcome.exit_code = child.wait();
+    return outcome;
+}
+
 bool become_user(uid_t uid, std::optional<gid_t> gid, const std::vector<gid_t> &groups)
 {
     const gid_t primary = gid.value_or(static_cast<gid_t>(uid));
@@ -303,14 +326,14 @@ bool become_user(uid_t uid, std::optional<gid_t> gid, const std::vector<gid_t> &
            ::setresuid(uid, uid, uid) == 0;
 }
 
-OpenDaemon::OpenDaemon(const std::string &config)
+OpenDaemon::OpenDaemon(const std::string &config, std::function<void()> before_exec)
 {
     std::vector<std::string> arguments;
     if (!config.empty()) {
         std::ofstream(config_directory_.path() + "/ionsvc.conf") << config;
         arguments = {"--config", config_directory_.path() + "/ionsvc.conf"};
     }
-    daemon_.emplace(arguments);
+    daemon_.emplace(arguments, std::move(before_exec));
     EXPECT_EQ(::chmod(daemon_->directory().c_str(), 0755), 0) << std::strerror(errno);
     EXPECT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0) << std::strerror(errno);
     observer_.emplace(daemon_->connect("observer"));

@@ -37,7 +37,9 @@ private:
 class DaemonProcess
 {
 public:
-    explicit DaemonProcess(std::vector<std::string> extra_arguments = {});
+    // before_exec runs in the daemon's process before it starts (e.g. to
+    // set a resource limit).
+    explicit DaemonProcess(std::vector<std::string> extra_arguments = {}, std::function<void()> before_exec = {});
     ~DaemonProcess();
 
     pid_t pid() const { return pid_; }
@@ -73,6 +75,15 @@ pid_t start_daemon(const std::vector<std::string> &arguments, const std::string 
 // Forks a child that runs body and exits with its return value.
 using test_support::ChildProcess;
 
+// Runs body in a forked child, and returns its exit code with the text
+// body put in message (an error message the parent wants to check).
+struct ChildOutcome
+{
+    int exit_code = -1;
+    std::string message;
+};
+ChildOutcome run_child(const std::function<int(std::string &message)> &body);
+
 // In a forked child: becomes uid, with primary group gid (the number of
 // uid if none) and groups as its supplementary groups. False if refused.
 bool become_user(uid_t uid, std::optional<gid_t> gid = std::nullopt, const std::vector<gid_t> &groups = {});
@@ -84,7 +95,7 @@ bool become_user(uid_t uid, std::optional<gid_t> gid = std::nullopt, const std::
 class OpenDaemon
 {
 public:
-    explicit OpenDaemon(const std::string &config = "");
+    explicit OpenDaemon(const std::string &config = "", std::function<void()> before_exec = {});
 
     DaemonProcess &daemon() { return *daemon_; }
     const DaemonProcess &daemon() const { return *daemon_; }
