@@ -40,7 +40,7 @@ void Service::allocate(ClientContext &client, const wire::AllocRequest &request,
     const ClientRecord &record = *books_.client(client.id);
     std::string_view name = request.name();
     std::string printable_name;
-    if (!is_printable_text(name, kMaxNameLength)) {
+    if (!name.empty() && !is_printable_text(name, kMaxNameLength)) {
         printable_name = printable_text(name, kMaxNameLength);
         name = printable_name;
     }
