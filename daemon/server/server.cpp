@@ -134,14 +134,20 @@ bool Server::accept_on_reserve()
     if (!reserve_.release(kFdsPerReservedAccept))
         return false;
     const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    bool admitted = false;
-    if (fd >= 0) {
-        run_guarded("accepting a client on the fd reserve", [&] {
-            SeqPacket::socket socket(io_);
-            socket.assign(SeqPacket(AF_UNIX, 0), fd);
-            admitted = admit(std::move(socket), true);
-        });
+    if (fd < 0) {
+        const int error = errno;
+        reserve_.fill();
+        // Still out of fds (another thread took the spare ones): back off
+        // as without a reserve rather than try again at once.
+        return error != EMFILE && error != ENFILE;
     }
+    UniqueFD accepted{fd};
+    bool admitted = false;
+    run_guarded("accepting a client on the fd reserve", [&] {
+        SeqPacket::socket socket(io_);
+        socket.assign(SeqPacket(AF_UNIX, 0), accepted.release());
+        admitted = admit(std::move(socket), true);
+    });
     // An admin's session keeps what it was lent until a session leaves;
     // a refused client gave it all back.
     if (!admitted)

@@ -49,7 +49,8 @@ private:
     // let in on the fd reserve stays only if it is an admin's.
     bool admit(SeqPacket::socket socket, bool on_reserve = false);
     // accept() failed for want of fds: lets the next waiting client in on
-    // spare fds. False if the reserve has none to spare.
+    // spare fds. False if the reserve has none to spare, or if accept()
+    // still finds no fd free.
     bool accept_on_reserve();
     // Why a client of identity may not connect now, if it may not.
     std::optional<std::string> connection_refusal(const ClientIdentity &identity) const;
