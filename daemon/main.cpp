@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <google/protobuf/stubs/logging.h>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -59,6 +60,13 @@ void set_up_logging(const std::string &level)
         logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
     logger->set_level(spdlog::level::from_str(level));
     spdlog::set_default_logger(logger);
+    // protobuf writes its own complaints to stderr, one line for each string
+    // a client sends that is not UTF-8: a client could flood the journal.
+    // The packet is refused all the same, and its reason logged at debug.
+    google::protobuf::SetLogHandler(
+        [](google::protobuf::LogLevel, const char *, int, const std::string &message) {
+            spdlog::debug("protobuf: {}", message);
+        });
 }
 
 // The daemon holds one fd per live buffer and per client: take every fd

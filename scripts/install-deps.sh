@@ -11,6 +11,8 @@ packages=(
     libsystemd-dev
     libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
     libgtest-dev libgmock-dev
+    # The request border's fuzzer (tests/fuzz): clang with libFuzzer.
+    clang libclang-rt-14-dev
     # The service files' tests (ctest -L install): systemd-analyze verify and
     # security, systemd-sysusers, systemctl --root, systemd-socket-activate.
     # Only the tools: nothing here boots or needs a running systemd.

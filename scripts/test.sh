@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, part 2: install what is missing, build, and run the whole test
-# suite through ctest: once in the release build (warnings as errors), once
+# suite through ctest: once in the release build (warnings as errors), then
+# the request border's fuzzer for a minute (tests/fuzz/README.md), then once
 # built with AddressSanitizer + UndefinedBehaviorSanitizer.
 # Among the tests, install.* stage `cmake --install` in a DESTDIR and check
 # the installed files, run systemd-analyze verify and security on the
@@ -15,7 +16,7 @@ if [[ ${CI:-} == true ]]; then
 fi
 jobs=$(nproc)
 
-for preset in default asan; do
+for preset in default fuzz asan; do
     echo "=== $preset: configure, build, test"
     cmake --preset "$preset" >/dev/null
     cmake --build --preset "$preset" -j "$jobs"

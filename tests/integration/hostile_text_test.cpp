@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "harness.h"
+#include "raw_connection.h"
 
 namespace ionsvc::testing {
 namespace {
@@ -209,6 +210,27 @@ TEST_F(HostileText, AClientNameCutAtTheLimitEndsOnAWholeCharacter)
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
+}
+
+TEST_F(HostileText, AStringThatIsNotUtf8IsRefusedAndProtobufSaysNothingInTheLog)
+{
+    wire::Request hello;
+    hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+    hello.mutable_hello()->set_client_name("\xff\xfe");
+    std::string bytes;
+    ASSERT_TRUE(hello.SerializePartialToString(&bytes));
+    for (int i = 0; i < 3; ++i) {
+        RawConnection raw(daemon().socket_path());
+        ASSERT_GT(raw.send_bytes(bytes), 0);
+        const wire::Reply reply = raw.receive();
+        EXPECT_EQ(reply.status(), wire::INVALID_ARGUMENT);
+        EXPECT_THAT(reply.message(), HasSubstr("malformed packet"));
+        EXPECT_TRUE(raw.hung_up());
+    }
+    // A line per such packet would let any client flood the journal.
+    EXPECT_TRUE(eventually([&] { return daemon().log().find("protobuf: String field") != std::string::npos; }))
+        << daemon().log();
+    EXPECT_THAT(daemon().log(), Not(HasSubstr("libprotobuf")));
 }
 
 } // namespace
