@@ -34,21 +34,22 @@ Session::Session(Server &server, SeqPacket::socket socket, ClientId id, std::chr
 
 void Session::start()
 {
-    wait_for_hello(hello_timeout_);
+    wait_for_hello();
     wait_readable();
 }
 
-void Session::wait_for_hello(std::chrono::milliseconds timeout)
+void Session::wait_for_hello()
 {
     // An idle connection holds an fd of the daemon's: it may not wait for
     // ever. Weak, so that a closed session does not live on until then.
-    hello_deadline_.expires_after(timeout);
-    hello_deadline_.async_wait([weak = weak_from_this(), timeout](const boost::system::error_code &error) {
+    hello_deadline_.expires_after(hello_timeout_);
+    hello_deadline_.async_wait([weak = weak_from_this()](const boost::system::error_code &error) {
         const auto self = weak.lock();
         if (error || !self || self->closed_ || self->context_.greeted)
             return;
         run_guarded("closing a client's session", [&] {
-            self->close(fmt::format("no Hello within {} ms (connections.hello_timeout_ms)", timeout.count()));
+            self->close(fmt::format("no Hello within {} ms (connections.hello_timeout_ms)",
+                                    self->hello_timeout_.count()));
         });
     });
 }

@@ -33,7 +33,7 @@ public:
 
 private:
     // Closes the session if Hello has not come by the deadline.
-    void wait_for_hello(std::chrono::milliseconds timeout);
+    void wait_for_hello();
     void wait_readable();
     void wait_writable();
     void on_readable(const boost::system::error_code &error);
