@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: MIT
 // ionsvcd: the buffer-sharing daemon.
-#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sysexits.h>
@@ -115,8 +114,9 @@ void configure_pool(ionsvc::WarmPool &pool, const ionsvc::PoolConfig &config)
 }
 
 // SIGHUP: reads the config file again. Quotas, access rules, connection
-// limits (for the connections that come next) and the warm pool apply at once; aliases need a restart (the heaps are resolved at
-// start). A broken file keeps the old config.
+// limits (for the connections that come next) and the warm pool apply at
+// once; aliases need a restart (the heaps are resolved at start). A broken
+// file keeps the old config.
 void reload_config(const Options &options, ionsvc::Service &service, const ionsvc::Allocator &allocator,
                    ionsvc::WarmPool &pool, ionsvc::Server &server)
 {
@@ -183,12 +183,8 @@ ionsvc::Expected<ionsvc::SocketAccess, std::string> socket_access(const Options 
     access.mode = *parse_mode(options.socket_mode); // checked by the option
     if (options.socket_group.empty())
         return access;
-    if (const group *entry = ::getgrnam(options.socket_group.c_str()))
-        access.group = entry->gr_gid;
-    else if (options.socket_group.find_first_not_of("0123456789") == std::string::npos &&
-             options.socket_group.size() <= 9)
-        access.group = static_cast<gid_t>(std::stoul(options.socket_group));
-    else
+    access.group = ionsvc::find_group(options.socket_group);
+    if (!access.group)
         return ionsvc::Unexpected{fmt::format("--socket-group {}: no such group", options.socket_group)};
     return access;
 }

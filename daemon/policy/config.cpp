@@ -131,19 +131,15 @@ Expected<Limit, std::string> parse_limit(std::string_view source, const toml::no
 Expected<std::uint32_t, std::string> parse_id(std::string_view source, std::string_view text,
                                               const toml::source_region &region, bool is_group)
 {
+    if (is_group) {
+        if (const auto gid = find_group(text))
+            return *gid;
+        return Failure{where(source, region) + "unknown group '" + std::string{text} + "'"};
+    }
     std::uint32_t id = 0;
     const auto [last, error] = std::from_chars(text.data(), text.data() + text.size(), id);
     if (error == std::errc() && last == text.data() + text.size() && !text.empty())
         return id;
-    if (is_group) {
-        group entry{};
-        group *found = nullptr;
-        std::vector<char> buffer(16384);
-        const std::string name{text};
-        if (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found)
-            return found->gr_gid;
-        return Failure{where(source, region) + "unknown group '" + name + "'"};
-    }
     return Failure{where(source, region) + "'" + std::string{text} + "' is not a uid (a number)"};
 }
 
@@ -397,6 +393,22 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
                           std::string{key.str()} + "'"};
     }
     return config;
+}
+
+std::optional<gid_t> find_group(std::string_view name_or_number)
+{
+    gid_t id = 0;
+    const char *end = name_or_number.data() + name_or_number.size();
+    const auto [last, error] = std::from_chars(name_or_number.data(), end, id);
+    if (error == std::errc() && last == end && !name_or_number.empty())
+        return id;
+    group entry{};
+    group *found = nullptr;
+    std::vector<char> buffer(16384);
+    const std::string name{name_or_number};
+    if (::getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) == 0 && found)
+        return found->gr_gid;
+    return std::nullopt;
 }
 
 Expected<Config, std::string> load_config(const std::string &path, bool missing_is_default)

@@ -119,6 +119,9 @@ struct Config
 // which read "<source>:<line>:<column>: <what is wrong>".
 Expected<Config, std::string> parse_config(std::string_view text, std::string_view source);
 
+// A group given by number, or by name as the group database knows it.
+std::optional<gid_t> find_group(std::string_view name_or_number);
+
 // Reads and parses path. A missing file is the built-in configuration when
 // missing_is_default (the default path), an error otherwise.
 Expected<Config, std::string> load_config(const std::string &path, bool missing_is_default);
