@@ -671,6 +671,8 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
             entry.orphaned.push_back(
                 {orphan.comm(), orphan.pid(), orphan.size(), orphan.map_count(), orphan.refcount()});
     }
+    for (const auto &limit : exchange.reply.stats().limits())
+        stats.limits.push_back({limit.setting(), limit.scope(), limit.unit(), limit.used(), limit.limit()});
     return stats;
 }
 

@@ -77,7 +77,7 @@ int run_stats(const Options &options, bool pid_given)
     if (options.json)
         return print(json_text(stats_to_json(*stats)));
     switch (options.view) {
-    case bufclient::StatsView::kPids: return print(render_pids_table(*stats));
+    case bufclient::StatsView::kPids: return print(render_pids_table(*stats) + render_limits(stats->limits));
     case bufclient::StatsView::kHeaps: return print(render_ion_heaps(*stats));
     case bufclient::StatsView::kClients: return print(render_ion_clients(*stats));
     }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "render.h"
+#include "table.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -112,53 +113,6 @@ void append_section(std::string &text, const std::string &title, const std::stri
         text += '\n';
     text += "==> " + title + " <==\n";
     text += body;
-}
-
-enum class Align { kLeft, kRight };
-
-struct Column
-{
-    std::string_view header;
-    Align align;
-};
-
-// Columns two spaces apart, each as wide as its widest cell; no trailing
-// blanks, so a left-aligned last column does not pad lines.
-std::string render_table(const std::vector<Column> &columns, const std::vector<std::vector<std::string>> &rows)
-{
-    std::vector<std::size_t> widths;
-    for (const Column &column : columns)
-        widths.push_back(column.header.size());
-    for (const auto &row : rows)
-        for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i)
-            widths[i] = std::max(widths[i], row[i].size());
-
-    std::string text;
-    const auto append_line = [&](const auto &cells) {
-        std::string line;
-        for (std::size_t i = 0; i < columns.size(); ++i) {
-            const std::string_view cell = i < cells.size() ? std::string_view(cells[i]) : std::string_view();
-            const std::string padding(widths[i] - cell.size(), ' ');
-            if (i > 0)
-                line += "  ";
-            if (columns[i].align == Align::kRight)
-                line += padding;
-            line += cell;
-            if (columns[i].align == Align::kLeft)
-                line += padding;
-        }
-        line.erase(line.find_last_not_of(' ') + 1);
-        text += line;
-        text += '\n';
-    };
-
-    std::vector<std::string_view> headers;
-    for (const Column &column : columns)
-        headers.push_back(column.header);
-    append_line(headers);
-    for (const auto &row : rows)
-        append_line(row);
-    return text;
 }
 
 // The heap's position in the daemon's order; heaps it did not list go last.
@@ -419,7 +373,10 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
         });
     }
 
-    return {{"clients", std::move(clients)}, {"heaps", std::move(heaps)}, {"pids", std::move(pids)}};
+    return {{"clients", std::move(clients)},
+            {"heaps", std::move(heaps)},
+            {"pids", std::move(pids)},
+            {"limits", limits_to_json(stats.limits)}};
 }
 
 nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)
@@ -471,9 +428,17 @@ std::string error_text(const bufclient::Error &error)
     return text;
 }
 
+namespace {
+
+void fix(std::string &text)
+{
+    text = ionsvc::printable_text(text, kMaxShownText);
+}
+
+} // namespace
+
 void make_printable(bufclient::Stats &stats)
 {
-    const auto fix = [](std::string &text) { text = ionsvc::printable_text(text, kMaxShownText); };
     for (bufclient::ClientStats &client : stats.clients) {
         fix(client.comm);
         fix(client.name);
@@ -487,11 +452,15 @@ void make_printable(bufclient::Stats &stats)
         for (bufclient::OrphanedBuffer &orphan : heap.orphaned)
             fix(orphan.comm);
     }
+    for (bufclient::LimitUsage &limit : stats.limits) {
+        fix(limit.setting);
+        fix(limit.scope);
+        fix(limit.unit);
+    }
 }
 
 void make_printable(std::vector<bufclient::HeapInfo> &heaps)
 {
-    const auto fix = [](std::string &text) { text = ionsvc::printable_text(text, kMaxShownText); };
     for (bufclient::HeapInfo &heap : heaps) {
         fix(heap.name);
         fix(heap.backend);

@@ -28,7 +28,9 @@
 //                    "client_ids": [ ... ],
 //                    "bytes", "buffers",        // live, over all its heaps
 //                    "shared_bytes",            // of bytes, held by other clients too
-//                    "heaps": [ <usage> ] } ]   // summed over connections
+//                    "heaps": [ <usage> ] } ],  // summed over connections
+//     "limits":  [ { "setting", "scope", "unit", "used", "limit" } ]
+//                                               // those that hold for the asker
 //   }
 //   <usage> = { "heap", "bytes", "buffers", "peak_bytes", "shared_bytes",
 //               "shared_buffers" }. A buffer shared between clients counts
@@ -88,6 +90,12 @@ std::vector<PidStats> aggregate_by_pid(const bufclient::Stats &stats);
 // rows above, and, if the daemon reports orphaned buffers (counted by no
 // pid), one line with their count and bytes.
 std::string render_pids_table(const bufclient::Stats &stats);
+
+// After the pids view: the limits that hold for the client that asked
+// (LIMIT SCOPE USED OF UNIT), under a blank line and a title; nothing if
+// none do.
+std::string render_limits(const std::vector<bufclient::LimitUsage> &limits);
+nlohmann::json limits_to_json(const std::vector<bufclient::LimitUsage> &limits);
 
 // The heaps view: ION's debugfs heaps/<heap> for each heap.
 std::string render_ion_heaps(const bufclient::Stats &stats);

@@ -85,6 +85,29 @@ void raise_fd_limit()
                  static_cast<unsigned long long>(limit.rlim_cur));
 }
 
+// The config file with the built-in uid quota, made from the fd limit (as
+// raised) and the machine's memory, where the file sets none.
+ionsvc::Expected<ionsvc::Config, std::string> load_config(const Options &options)
+{
+    auto config = ionsvc::load_config(options.config_path, !options.config_given);
+    if (!config)
+        return config;
+    rlimit limit{};
+    ionsvc::MachineLimits machine;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0)
+        machine.fd_limit = limit.rlim_cur;
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page_size = ::sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page_size > 0)
+        machine.memory_bytes = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
+    ionsvc::apply_builtin_quota(config->quota, machine);
+    if (!config->quota.uid_set) {
+        spdlog::info("each uid may hold {} buffers and {} bytes (quota.uid, built in)",
+                     config->quota.all_heaps.uid.buffers.value_or(0), config->quota.all_heaps.uid.bytes.value_or(0));
+    }
+    return config;
+}
+
 // Says which quota.heaps and access.heaps tables name no heap this daemon
 // serves: a typo there would otherwise pass for a limit or a rule.
 void check_config_heaps(const ionsvc::Config &config, const ionsvc::Allocator &allocator)
@@ -121,7 +144,7 @@ void reload_config(const Options &options, ionsvc::Service &service, const ionsv
                    ionsvc::WarmPool &pool, ionsvc::Server &server)
 {
     sd_notify(0, "RELOADING=1");
-    auto config = ionsvc::load_config(options.config_path, !options.config_given);
+    auto config = load_config(options);
     if (!config) {
         spdlog::error("reload failed, keeping the config in use: {}", config.error());
     } else {
@@ -262,16 +285,16 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
 
 int run(const Options &options)
 {
+    raise_fd_limit();
+
     // Only the default path may be absent: a path given must be there.
-    const auto config = ionsvc::load_config(options.config_path, !options.config_given);
+    const auto config = load_config(options);
     if (!config) {
         spdlog::critical("{}", config.error());
         // EX_CONFIG: a restart cannot help until someone fixes the file, so
         // the unit may name it in RestartPreventExitStatus=.
         return EX_CONFIG;
     }
-
-    raise_fd_limit();
 
     const auto allocator = open_heaps(options, *config);
     if (!allocator)

@@ -155,6 +155,8 @@ Expected<void, std::string> parse_limit_set(std::string_view source, const toml:
             if (!limit)
                 return Failure{limit.error()};
             (name == "client" ? set.client : set.uid) = std::move(*limit);
+            if (top_level && name == "uid")
+                quota.uid_set = true;
         } else if (name == "uids" || name == "groups") {
             const toml::table *entries = value.as_table();
             if (entries == nullptr)
@@ -348,9 +350,9 @@ Expected<void, std::string> parse_connections(std::string_view source, const tom
         constexpr std::int64_t kMaxCount = 1 << 20;
         constexpr std::int64_t kMaxTimeoutMs = 3600 * 1000;
         const bool is_timeout = key.str() == "hello_timeout_ms";
-        if (!is_timeout && key.str() != "per_uid" && key.str() != "total")
+        if (!is_timeout && key.str() != "per_uid" && key.str() != "total" && key.str() != "unread_buffers")
             return Failure{where(source, key.source()) + "unknown setting '" + origin +
-                           "' (per_uid, total and hello_timeout_ms are)"};
+                           "' (per_uid, total, hello_timeout_ms and unread_buffers are)"};
         const auto number = parse_positive(source, value, origin, is_timeout ? kMaxTimeoutMs : kMaxCount);
         if (!number)
             return Failure{number.error()};
@@ -358,6 +360,8 @@ Expected<void, std::string> parse_connections(std::string_view source, const tom
             limits.per_uid = *number;
         else if (key.str() == "total")
             limits.total = *number;
+        else if (key.str() == "unread_buffers")
+            limits.unread_buffers = *number;
         else
             limits.hello_timeout = std::chrono::milliseconds(*number);
     }
@@ -393,6 +397,23 @@ Expected<Config, std::string> parse_config(std::string_view text, std::string_vi
                           std::string{key.str()} + "'"};
     }
     return config;
+}
+
+Limit builtin_uid_quota(const MachineLimits &machine)
+{
+    constexpr std::uint64_t kMaxBuiltinBuffers = 16384;
+    Limit limit;
+    limit.buffers = std::min(kMaxBuiltinBuffers, machine.fd_limit / 4);
+    limit.bytes = machine.memory_bytes / 4;
+    limit.origin = "quota.uid, built in: a quarter of the daemon's fd limit and of the machine's memory; "
+                   "set quota.uid or quota.uids in the config to change it";
+    return limit;
+}
+
+void apply_builtin_quota(QuotaConfig &quota, const MachineLimits &machine)
+{
+    if (!quota.uid_set)
+        quota.all_heaps.uid = builtin_uid_quota(machine);
 }
 
 std::optional<gid_t> find_group(std::string_view name_or_number)

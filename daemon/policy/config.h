@@ -67,7 +67,25 @@ struct QuotaConfig
     LimitSet all_heaps;
     std::map<std::string, LimitSet, std::less<>> heaps; // by heap name (not alias)
     bool imports_count = true;
+    // Whether the file set quota.uid; if not, the built-in one applies.
+    bool uid_set = false;
 };
+
+// What the built-in limits are made from: the daemon's fd limit and the
+// machine's memory.
+struct MachineLimits
+{
+    std::uint64_t fd_limit = 0;     // RLIMIT_NOFILE, soft
+    std::uint64_t memory_bytes = 0; // physical memory
+};
+
+// quota.uid when the file does not set it: a quarter of the daemon's fds
+// (one per live buffer; at most 16384 buffers) and a quarter of the
+// machine's memory. One user then cannot take the fds or the memory that
+// every other user needs, and a machine is protected out of the box.
+Limit builtin_uid_quota(const MachineLimits &machine);
+// Puts builtin_uid_quota in quota.uid unless the file set it.
+void apply_builtin_quota(QuotaConfig &quota, const MachineLimits &machine);
 
 // Who may use a heap: the uids listed and the members of the groups
 // listed (primary or supplementary). Root always may.
@@ -96,14 +114,18 @@ struct AccessConfig
 //   per_uid = 64             # connections one uid may have open at once
 //   total = 1024             # every client's connections together
 //   hello_timeout_ms = 5000  # a connection that has not said Hello by then is closed
+//   unread_buffers = 256     # buffers sent in replies a connection has not read yet
 //
-// Root and the admin_group are held to none of them: an admin can always
-// connect and look, however many connections others hold.
+// Root and the admin_group are held to none of the first three: an admin
+// can always connect and look, however many connections others hold.
+// unread_buffers holds for everyone: past it, the daemon reads no more
+// requests from that connection until the client has read its replies.
 struct ConnectionLimits
 {
     std::uint32_t per_uid = 64;
     std::uint32_t total = 1024;
     std::chrono::milliseconds hello_timeout{5000};
+    std::uint32_t unread_buffers = 256;
 };
 
 struct Config

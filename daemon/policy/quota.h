@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "books/books.h"
 #include "policy/config.h"
@@ -28,5 +29,20 @@ struct Addition
 // exactly at a limit is within it.
 std::optional<std::string> quota_refusal(const QuotaConfig &quota, const Books &books,
                                          const ClientRecord &client, const Addition &addition);
+
+// One limit that holds for a client, and how much of it is used.
+struct LimitInUse
+{
+    std::string setting; // where it is set: "quota.uid", "quota.uids.1000"
+    std::string scope;   // what it counts: "this client", "uid 1000", "group 44"; with " in heap H"
+    std::string unit;    // "bytes" or "buffers"
+    std::uint64_t used = 0;
+    std::uint64_t limit = 0;
+};
+
+// Every quota limit that holds for client (over all heaps, then per heap),
+// as quota_refusal would check them.
+std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const Books &books, const ClientRecord &client,
+                                        const std::vector<std::string> &heap_names);
 
 } // namespace ionsvc

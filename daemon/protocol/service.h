@@ -95,6 +95,8 @@ public:
     // The limits from the config file; replaced as a whole on reload.
     void set_quota(QuotaConfig quota) { quota_ = std::move(quota); }
     void set_access(AccessConfig access) { access_ = std::move(access); }
+    // Only to show in stats: the server enforces them.
+    void set_connection_limits(const ConnectionLimits &limits) { connection_limits_ = limits; }
     // Where allocations look first; none: every buffer is made on request.
     void set_pool(WarmPool *pool) { pool_ = pool; }
 
@@ -182,6 +184,8 @@ private:
     // A HeapStats per heap with the scope's totals, its orphans listed.
     void add_heap_stats(const ClientsInScope &clients, const std::vector<BufferId> &orphans,
                         wire::StatsReply &reply) const;
+    // The limits that hold for client, with their use.
+    void add_limits(const ClientRecord &client, wire::StatsReply &reply) const;
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const ClientsInScope &clients, const std::vector<BufferId> &orphans) const;
@@ -192,6 +196,7 @@ private:
     WarmPool *pool_ = nullptr;
     QuotaConfig quota_;
     AccessConfig access_;
+    ConnectionLimits connection_limits_;
     ServiceLimits limits_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;

@@ -2,7 +2,10 @@
 // Stats: who holds what, as the requester may see it.
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "policy/access.h"
+#include "policy/quota.h"
 #include "protocol/service.h"
 
 namespace ionsvc {
@@ -23,6 +26,37 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
     const ClientsInScope clients = clients_in_scope(pid, uid);
     add_client_stats(clients, reply);
     add_heap_stats(clients, orphans_in_scope(pid, uid), reply);
+    add_limits(*books_.client(requester.id), reply);
+}
+
+void Service::add_limits(const ClientRecord &client, wire::StatsReply &reply) const
+{
+    const auto add = [&](const LimitInUse &limit) {
+        wire::LimitUsage &entry = *reply.add_limits();
+        entry.set_setting(limit.setting);
+        entry.set_scope(limit.scope);
+        entry.set_unit(limit.unit);
+        entry.set_used(limit.used);
+        entry.set_limit(limit.limit);
+    };
+    std::vector<std::string> heap_names;
+    for (HeapIndex heap = 0; heap < allocator_.heap_count(); ++heap)
+        heap_names.emplace_back(allocator_.heap(heap).heap->name());
+    for (const LimitInUse &limit : quota_limits_of(quota_, books_, client, heap_names))
+        add(limit);
+    if (is_admin(client.identity))
+        return;
+    // Admins are held to no connection limit.
+    const uid_t uid = client.identity.uid;
+    std::uint64_t of_uid = 0;
+    std::uint64_t of_users = 0;
+    for (const auto &[id, record] : books_.clients()) {
+        of_uid += record.identity.uid == uid;
+        of_users += !is_admin(record.identity);
+    }
+    add({"connections.per_uid", fmt::format("uid {}", uid), "connections", of_uid, connection_limits_.per_uid});
+    add({"connections.total", "users other than root and the admin group", "connections", of_users,
+         connection_limits_.total});
 }
 
 Service::ClientsInScope Service::clients_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid) const

@@ -38,7 +38,12 @@ public:
 
     // How many connections each uid and all clients may hold, and how long
     // one may wait before Hello: for the connections that come next.
-    void set_connection_limits(const ConnectionLimits &limits) { limits_ = limits; }
+    // unread_buffers: for every connection, at its next request.
+    void set_connection_limits(const ConnectionLimits &limits)
+    {
+        limits_ = limits;
+        service_.set_connection_limits(limits);
+    }
 
 private:
     friend class Session;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "server/session.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -23,11 +26,16 @@ namespace {
 // Packets one session may handle in a row before it lets others run.
 constexpr int kPacketsPerWakeup = 16;
 
+// How soon, and at most how seldom, a stalled session looks whether its
+// client has read its replies.
+constexpr std::chrono::milliseconds kFirstReaderCheck{1};
+constexpr std::chrono::milliseconds kLastReaderCheck{250};
+
 } // namespace
 
 Session::Session(Server &server, SeqPacket::socket socket, ClientId id, std::chrono::milliseconds hello_timeout)
     : server_(server), socket_(std::move(socket)), hello_deadline_(socket_.get_executor()),
-      hello_timeout_(hello_timeout)
+      hello_timeout_(hello_timeout), reader_check_(socket_.get_executor())
 {
     context_.id = id;
 }
@@ -69,6 +77,7 @@ void Session::close(std::string_view reason)
     }
 
     hello_deadline_.cancel();
+    reader_check_.cancel();
     // The pending reply lends fds owned by the books: drop it first.
     pending_.clear();
     boost::system::error_code ignored;
@@ -92,6 +101,41 @@ void Session::wait_writable()
                        [self = shared_from_this()](const boost::system::error_code &error) {
                            self->on_writable(error);
                        });
+}
+
+bool Session::client_keeps_up()
+{
+    if (unread_buffers_ < server_.limits_.unread_buffers)
+        return true;
+    // SIOCOUTQ: the bytes of replies still queued to the client. Past the
+    // limit it must have read them all; a failure lets it go on, as the
+    // daemon did before it could look.
+    int queued = 0;
+    if (::ioctl(socket_.native_handle(), SIOCOUTQ, &queued) < 0 || queued == 0) {
+        unread_buffers_ = 0;
+        return true;
+    }
+    return false;
+}
+
+void Session::wait_for_reader(std::chrono::milliseconds delay)
+{
+    if (delay == kFirstReaderCheck) {
+        spdlog::info("client {}: {} buffers sent that it has not read; its requests wait until it reads "
+                     "them (connections.unread_buffers = {})",
+                     context_.id, unread_buffers_, server_.limits_.unread_buffers);
+    }
+    reader_check_.expires_after(delay);
+    reader_check_.async_wait([self = shared_from_this(), delay](const boost::system::error_code &error) {
+        if (error || self->closed_)
+            return;
+        self->guarded([&] {
+            if (self->client_keeps_up())
+                self->serve_packets();
+            else
+                self->wait_for_reader(std::min(delay * 2, kLastReaderCheck));
+        });
+    });
 }
 
 template<typename Step>
@@ -154,6 +198,10 @@ void Session::serve_packets()
 
 bool Session::serve_one_packet()
 {
+    if (!client_keeps_up()) {
+        wait_for_reader(kFirstReaderCheck);
+        return false;
+    }
     std::vector<std::byte> &buffer = server_.receive_buffer();
     // No fds are expected: any that arrive are closed by receive_packet.
     ReceiveResult received = receive_packet(socket_.native_handle(), buffer, 0, MSG_DONTWAIT);
@@ -223,6 +271,7 @@ bool Session::send_pending()
     }
 
     server_.service_.delivered(context_, pending_);
+    unread_buffers_ += pending_.fds.size();
     pending_.clear();
     if (!close_reason_.empty()) {
         close(close_reason_);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,8 +20,9 @@ using SeqPacket = boost::asio::generic::seq_packet_protocol;
 class Server;
 
 // One connected client: reads a request, handles it, sends the reply (with
-// its fds), and only then reads the next request. A client that never reads
-// its replies therefore stalls itself, never the daemon or its memory.
+// its fds), and only then reads the next request. A client that does not
+// read its replies stalls only itself: past connections.unread_buffers
+// buffers sent and not yet read, its requests wait until it has read them.
 class Session : public std::enable_shared_from_this<Session>
 {
 public:
@@ -36,6 +38,12 @@ private:
     void wait_for_hello();
     void wait_readable();
     void wait_writable();
+    // Whether the client has read enough of its replies to be served: it
+    // may have up to unread_buffers buffers in replies it has not read.
+    bool client_keeps_up();
+    // Looks again, less and less often, until the client has read its
+    // replies: the kernel says nothing when a reader empties the queue.
+    void wait_for_reader(std::chrono::milliseconds delay);
     void on_readable(const boost::system::error_code &error);
     void on_writable(const boost::system::error_code &error);
 
@@ -67,6 +75,9 @@ private:
     SeqPacket::socket socket_;
     boost::asio::steady_timer hello_deadline_;
     std::chrono::milliseconds hello_timeout_;
+    boost::asio::steady_timer reader_check_;
+    // Buffers sent since the client was last seen with every reply read.
+    std::uint64_t unread_buffers_ = 0;
     ClientContext context_;
     Response pending_;
     std::string outgoing_;

@@ -25,8 +25,6 @@ constexpr gid_t kAdminGroup = 4243;
 
 // Child exit codes: which step failed.
 constexpr int kUserChange = 10;
-constexpr int kAllocated = 20;
-constexpr int kRefused = 21;
 constexpr int kOtherFailure = 22;
 
 class Access : public ::testing::Test
@@ -47,21 +45,13 @@ protected:
     }
 
     // What an allocation from memfd gets as uid with groups.
-    int allocation_as(uid_t uid, const std::vector<gid_t> &groups, std::string *message = nullptr)
+    StatusCode allocation_as(uid_t uid, const std::vector<gid_t> &groups, std::string *message = nullptr)
     {
-        const ChildOutcome outcome = run_child([&](std::string &text) {
-            if (!become_user(uid, std::nullopt, groups))
-                return kUserChange;
-            auto client = daemon_->connect("client");
-            auto buffers = client.allocate({.heap = "memfd", .size = 4096});
-            if (buffers)
-                return kAllocated;
-            text = buffers.error().message;
-            return buffers.error().code == StatusCode::kPermissionDenied ? kRefused : kOtherFailure;
-        });
+        const AllocationAttempt attempt = allocate_as(daemon_->socket_path(), uid, groups, "memfd");
+        EXPECT_TRUE(attempt.became_user);
         if (message)
-            *message = outcome.message;
-        return outcome.exit_code;
+            *message = attempt.message;
+        return attempt.code;
     }
 
     TemporaryDirectory config_directory_;
@@ -72,29 +62,29 @@ TEST_F(Access, AHeapKeptForOneUserRefusesOthersWithPermissionDenied)
 {
     start("[access.heaps.memfd]\nuids = [65534]\n");
     std::string message;
-    EXPECT_EQ(allocation_as(kStranger, {}, &message), kRefused);
+    EXPECT_EQ(allocation_as(kStranger, {}, &message), StatusCode::kPermissionDenied);
     EXPECT_EQ(message, "uid 65533 may not use heap memfd (access.heaps.memfd)");
-    EXPECT_EQ(allocation_as(kAllowed, {}), kAllocated);
+    EXPECT_EQ(allocation_as(kAllowed, {}), StatusCode::kOk);
     EXPECT_TRUE(daemon_->connect("root").allocate({.size = 4096})) << "root always may";
 }
 
 TEST_F(Access, TheMembersOfAnAllowedGroupMayUseTheHeap)
 {
     start("[access.heaps.memfd]\ngroups = [4242]\n");
-    EXPECT_EQ(allocation_as(kStranger, {kCameraGroup}), kAllocated) << "a supplementary group counts";
-    EXPECT_EQ(allocation_as(kStranger, {}), kRefused);
+    EXPECT_EQ(allocation_as(kStranger, {kCameraGroup}), StatusCode::kOk) << "a supplementary group counts";
+    EXPECT_EQ(allocation_as(kStranger, {}), StatusCode::kPermissionDenied);
 }
 
 TEST_F(Access, ARuleChangedBySighupHoldsForTheNextAllocation)
 {
     start("[access.heaps.memfd]\nuids = [65534]\n");
-    ASSERT_EQ(allocation_as(kStranger, {}), kRefused);
+    ASSERT_EQ(allocation_as(kStranger, {}), StatusCode::kPermissionDenied);
 
     write_config("[access.heaps.memfd]\nuids = [65533]\n");
     ASSERT_TRUE(daemon_->reload()) << daemon_->log();
     EXPECT_THAT(daemon_->log(), ::testing::HasSubstr("reloaded"));
-    EXPECT_EQ(allocation_as(kStranger, {}), kAllocated);
-    EXPECT_EQ(allocation_as(kAllowed, {}), kRefused) << "the old rule is gone";
+    EXPECT_EQ(allocation_as(kStranger, {}), StatusCode::kOk);
+    EXPECT_EQ(allocation_as(kAllowed, {}), StatusCode::kPermissionDenied) << "the old rule is gone";
 }
 
 TEST_F(Access, StatsShowWhoIsNotAnAdminOnlyTheClientsOfItsOwnUid)

@@ -113,16 +113,7 @@ protected:
     }
 
     // What a second, well-behaved user gets.
-    int bystander_allocation()
-    {
-        ChildProcess child([&] {
-            if (!become_user(kBystander))
-                return kUserChange;
-            auto client = bufclient::Client::connect({.socket_path = daemon().socket_path(), .client_name = "bystander"});
-            return client && client->allocate({.size = 4096}) ? kAdmitted : kOtherFailure;
-        });
-        return child.wait();
-    }
+    StatusCode bystander_allocation() { return allocate_as(daemon().socket_path(), kBystander).code; }
 
     CommandResult root_stats() const
     {
@@ -146,7 +137,7 @@ TEST_F(ConnectionLimits, OneConnectionPastTheUidsLimitIsRefusedNamingIt)
     // Everyone else is still served: root's stats and another user.
     const CommandResult stats = root_stats();
     EXPECT_EQ(stats.exit_code, 0) << stats.err;
-    EXPECT_EQ(bystander_allocation(), kAdmitted);
+    EXPECT_EQ(bystander_allocation(), StatusCode::kOk);
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), kRefused);
@@ -166,11 +157,11 @@ TEST_F(ConnectionLimits, AtTheTotalOnlyRootAndTheAdminGroupMayStillConnect)
     const CommandResult stats = root_stats();
     EXPECT_EQ(stats.exit_code, 0) << stats.err;
     EXPECT_THAT(stats.out, HasSubstr("total"));
-    EXPECT_EQ(bystander_allocation(), kOtherFailure) << "the total holds for every user but root";
+    EXPECT_EQ(bystander_allocation(), StatusCode::kResourceExhausted) << "the total holds for every user but root";
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), kRefused);
-    EXPECT_TRUE(eventually([&] { return bystander_allocation() == kAdmitted; })) << "room once the attacker left";
+    EXPECT_TRUE(eventually([&] { return bystander_allocation() == StatusCode::kOk; })) << "room once the attacker left";
 }
 
 TEST_F(ConnectionLimits, AConnectionThatNeverSaysHelloIsClosed)

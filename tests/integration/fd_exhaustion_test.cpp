@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // A daemon whose every fd an unprivileged attacker holds (buffers up to a
-// low RLIMIT_NOFILE, under a config with no quota): root still connects
+// low RLIMIT_NOFILE, under a config that lifts the built-in uid quota): root still connects
 // and looks, another user is told why not instead of hanging, and all
 // comes back once the attacker leaves.
 #include <sys/resource.h>
@@ -23,8 +23,6 @@ constexpr rlim_t kDaemonFds = 256;
 constexpr int kUserChange = 10;
 constexpr int kConnect = 11;
 constexpr int kNeverExhausted = 12;
-constexpr int kAdmitted = 20;
-constexpr int kRefusedForFds = 21;
 constexpr int kOtherFailure = 22;
 
 class FdExhaustion : public ::testing::Test
@@ -33,7 +31,7 @@ protected:
     void SetUp() override
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        open_.emplace("", [] {
+        open_.emplace("[quota]\nuid = {}\n", [] {
             const rlimit limit{kDaemonFds, kDaemonFds};
             ::setrlimit(RLIMIT_NOFILE, &limit);
         });
@@ -74,23 +72,8 @@ protected:
         return child;
     }
 
-    // What a second, well-behaved user gets; its refusal's text in message.
-    int bystander_allocation(std::string *message = nullptr)
-    {
-        const ChildOutcome outcome = run_child([&](std::string &text) {
-            if (!become_user(kBystander))
-                return kUserChange;
-            auto client = bufclient::Client::connect({.socket_path = open_->daemon().socket_path(),
-                                                      .client_name = "bystander"});
-            if (client)
-                return client->allocate({.size = 4096}) ? kAdmitted : kOtherFailure;
-            text = client.error().message;
-            return client.error().code == StatusCode::kResourceExhausted ? kRefusedForFds : kOtherFailure;
-        });
-        if (message)
-            *message = outcome.message;
-        return outcome.exit_code;
-    }
+    // What a second, well-behaved user gets.
+    AllocationAttempt bystander_allocation() { return allocate_as(open_->daemon().socket_path(), kBystander); }
 
     std::optional<OpenDaemon> open_;
 };
@@ -107,14 +90,14 @@ TEST_F(FdExhaustion, RootStillLooksAndAnotherUserIsToldWhyWhenTheAttackerHoldsEv
     EXPECT_EQ(stats.exit_code, 0) << stats.err;
     EXPECT_THAT(stats.out, HasSubstr("hoarder"));
 
-    std::string message;
-    EXPECT_EQ(bystander_allocation(&message), kRefusedForFds);
-    EXPECT_THAT(message, HasSubstr("ionsvcd is out of file descriptors"));
-    EXPECT_THAT(message, HasSubstr("up to its limit of 256 (RLIMIT_NOFILE"));
+    const AllocationAttempt bystander = bystander_allocation();
+    EXPECT_EQ(bystander.code, StatusCode::kResourceExhausted);
+    EXPECT_THAT(bystander.message, HasSubstr("ionsvcd is out of file descriptors"));
+    EXPECT_THAT(bystander.message, HasSubstr("up to its limit of 256 (RLIMIT_NOFILE"));
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
-    EXPECT_TRUE(eventually([&] { return bystander_allocation() == kAdmitted; })) << "room once the attacker left";
+    EXPECT_TRUE(eventually([&] { return bystander_allocation().code == StatusCode::kOk; })) << "room once the attacker left";
 }
 
 } // namespace

@@ -48,8 +48,13 @@ TEST(Lifecycle, ADaemonOutOfFdsSaysResourceExhaustedLetsRootInAndServesEveryoneA
     TemporaryDirectory directory;
     const std::string path = directory.path() + "/ionsvc.sock";
     const std::string log_path = directory.path() + "/ionsvcd.log";
+    // Without the built-in uid quota, which would stop root at a quarter of
+    // the fds first.
+    const std::string config_path = directory.path() + "/ionsvc.conf";
+    std::ofstream(config_path) << "[quota]\nuid = {}\n";
     // The daemon raises its soft limit to the hard one: both go low.
-    const pid_t pid = start_daemon({ionsvcd_path(), "--socket", path, "--backend", "memfd", "--log-level", "debug"},
+    const pid_t pid = start_daemon({ionsvcd_path(), "--socket", path, "--backend", "memfd", "--log-level", "debug",
+                                    "--config", config_path},
                                    log_path, directory.path() + "/notify", [] {
                                        const rlimit limit{64, 64};
                                        ::setrlimit(RLIMIT_NOFILE, &limit);

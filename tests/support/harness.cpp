@@ -326,6 +326,33 @@ bool become_user(uid_t uid, std::optional<gid_t> gid, const std::vector<gid_t> &
            ::setresuid(uid, uid, uid) == 0;
 }
 
+AllocationAttempt allocate_as(const std::string &socket_path, uid_t uid, const std::vector<gid_t> &groups,
+                              const std::string &heap)
+{
+    constexpr int kUserChange = 100;
+    const ChildOutcome outcome = run_child([&](std::string &message) {
+        if (!become_user(uid, std::nullopt, groups))
+            return kUserChange;
+        auto client = bufclient::Client::connect({.socket_path = socket_path, .client_name = "allocate_as"});
+        if (!client) {
+            message = client.error().message;
+            return static_cast<int>(client.error().code);
+        }
+        auto buffers = client->allocate({.heap = heap, .size = 4096});
+        if (!buffers) {
+            message = buffers.error().message;
+            return static_cast<int>(buffers.error().code);
+        }
+        return static_cast<int>(StatusCode::kOk);
+    });
+    AllocationAttempt attempt;
+    attempt.became_user = outcome.exit_code != kUserChange;
+    if (attempt.became_user && outcome.exit_code >= 0)
+        attempt.code = static_cast<StatusCode>(outcome.exit_code);
+    attempt.message = outcome.message;
+    return attempt;
+}
+
 OpenDaemon::OpenDaemon(const std::string &config, std::function<void()> before_exec)
 {
     std::vector<std::string> arguments;
@@ -344,6 +371,15 @@ void OpenDaemon::expect_back_to_baseline()
 {
     EXPECT_TRUE(eventually([&] { return daemon_->open_fds() == baseline_fds_; }))
         << daemon_->open_fds() << " fds, " << baseline_fds_ << " with the observer alone";
+    // Release detection runs on a timer: the books empty soon after.
+    const auto books_empty = [&] {
+        auto stats = observer_->stats();
+        if (!stats || stats->clients.size() != 1)
+            return false;
+        return std::all_of(stats->heaps.begin(), stats->heaps.end(),
+                           [](const auto &heap) { return heap.total_buffers == 0; });
+    };
+    EXPECT_TRUE(eventually(books_empty)) << "buffers left in the books";
 }
 
 } // namespace ionsvc::testing

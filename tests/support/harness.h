@@ -9,13 +9,23 @@
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include <bufclient/bufclient.h>
+#include <ionsvc/status.h>
 #include <ionsvc/unique_fd.h>
 
 #include "child_process.h"
+
+namespace ionsvc {
+// gtest prints a status by its name.
+inline void PrintTo(StatusCode code, std::ostream *os)
+{
+    *os << status_name(code);
+}
+} // namespace ionsvc
 
 namespace ionsvc::testing {
 
@@ -88,6 +98,20 @@ ChildOutcome run_child(const std::function<int(std::string &message)> &body);
 // uid if none) and groups as its supplementary groups. False if refused.
 bool become_user(uid_t uid, std::optional<gid_t> gid = std::nullopt, const std::vector<gid_t> &groups = {});
 
+// What a client of another user got when it tried to allocate.
+struct AllocationAttempt
+{
+    bool became_user = false;
+    StatusCode code = StatusCode::kInternal; // of the connection, else of the allocation
+    std::string message;                     // the refusal's, if any
+};
+
+// Connects to socket_path as uid (primary group the same number, and
+// groups) in a forked child and allocates one 4 KiB buffer from heap (the
+// daemon's default if empty).
+AllocationAttempt allocate_as(const std::string &socket_path, uid_t uid, const std::vector<gid_t> &groups = {},
+                              const std::string &heap = "");
+
 // A daemon that every user may connect to (its socket 0666 in a 0755
 // directory), for tests whose clients are other users: started on the
 // config text given, with a client of root's connected and the daemon's
@@ -101,7 +125,8 @@ public:
     const DaemonProcess &daemon() const { return *daemon_; }
     bufclient::Client &observer() { return *observer_; }
     // Fails the test unless the daemon's fds come back to the count it
-    // had once the observer was connected.
+    // had once the observer was connected, and its books to nothing but
+    // the observer.
     void expect_back_to_baseline();
 
 private:

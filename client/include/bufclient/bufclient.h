@@ -197,10 +197,21 @@ struct HeapStats
     std::uint64_t pool_buffers = 0;
 };
 
+// A limit that holds for this client, and how much of it is in use.
+struct LimitUsage
+{
+    std::string setting; // where it is set: "quota.uid", "connections.per_uid"
+    std::string scope;   // what it counts: "uid 1000", "this client", "group 44 in heap memfd"
+    std::string unit;    // "bytes", "buffers" or "connections"
+    std::uint64_t used = 0;
+    std::uint64_t limit = 0;
+};
+
 struct Stats
 {
     std::vector<ClientStats> clients;
     std::vector<HeapStats> heaps;
+    std::vector<LimitUsage> limits; // those that hold for this client
 };
 
 enum class StatsView {

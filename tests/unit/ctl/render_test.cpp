@@ -293,6 +293,32 @@ TEST(PidsTable, HasOnlyHeaderAndZeroTotalWithoutClients)
                                      "total                   0              0      0    0B       0\n");
 }
 
+TEST(LimitsTable, ShowsEachLimitWithItsUseAndBytesForHumans)
+{
+    const std::vector<bufclient::LimitUsage> limits = {
+        {"quota.uid", "uid 1000", "bytes", 3 << 20, 1ull << 30},
+        {"quota.uid", "uid 1000", "buffers", 3, 256},
+        {"connections.per_uid", "uid 1000", "connections", 2, 64},
+    };
+    EXPECT_EQ(render_limits(limits), "\nlimits that hold for this client:\n"
+                                     "LIMIT                SCOPE       USED      OF  UNIT\n"
+                                     "quota.uid            uid 1000  3.0MiB  1.0GiB  bytes\n"
+                                     "quota.uid            uid 1000       3     256  buffers\n"
+                                     "connections.per_uid  uid 1000       2      64  connections\n");
+}
+
+TEST(LimitsTable, IsNothingWhenNoLimitHolds)
+{
+    EXPECT_EQ(render_limits({}), "");
+}
+
+TEST(LimitsJson, HasTheDocumentedFields)
+{
+    EXPECT_EQ(limits_to_json({{"quota.uid", "uid 1000", "buffers", 3, 256}}), nlohmann::json::parse(R"([
+        {"setting": "quota.uid", "scope": "uid 1000", "unit": "buffers", "used": 3, "limit": 256}
+    ])"));
+}
+
 // -------------------------------------------------------------------------
 // JSON.
 
@@ -343,7 +369,8 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
 
 TEST(StatsJson, HasEmptyArraysWithoutData)
 {
-    EXPECT_EQ(stats_to_json({}), nlohmann::json::parse(R"({"clients": [], "heaps": [], "pids": []})"));
+    EXPECT_EQ(stats_to_json({}),
+              nlohmann::json::parse(R"({"clients": [], "heaps": [], "pids": [], "limits": []})"));
 }
 
 TEST(StatsJson, KeepsSizesAbove4GiBExact)
@@ -431,7 +458,9 @@ TEST(MakePrintable, EscapesEveryTextOfTheStatsBeforeAViewShowsIt)
     stats.clients[0].comm = "\x1b[2J\xff";
     stats.clients[0].name = "a\nb";
     stats.heaps[0].orphaned[0].comm = "\x1b]0;t\x07";
+    stats.limits = {{"quota.heaps.\x1b[31m.uid", "uid 1 in heap \x1b[31m", "bytes", 1, 2}};
     make_printable(stats);
+    EXPECT_EQ(stats.limits[0].scope, "uid 1 in heap \\x1b[31m");
     EXPECT_EQ(stats.clients[0].comm, "\\x1b[2J\xEF\xBF\xBD");
     EXPECT_EQ(stats.clients[0].name, "a\\x0ab");
     const std::string views = render_ion_clients(stats) + render_ion_heaps(stats) + render_pids_table(stats);

@@ -169,22 +169,54 @@ TEST(PoolConfig, MistakesNameTheirPlace)
 }
 
 
-TEST(ConnectionLimits, DefaultTo64PerUid1024InAllAndFiveSecondsForHello)
+TEST(ConnectionLimits, DefaultTo64PerUid1024InAllFiveSecondsForHelloAnd256UnreadBuffers)
 {
     const auto config = parse_config("", "test.conf");
     ASSERT_TRUE(config) << config.error();
     EXPECT_EQ(config->connections.per_uid, 64u);
     EXPECT_EQ(config->connections.total, 1024u);
     EXPECT_EQ(config->connections.hello_timeout, std::chrono::milliseconds(5000));
+    EXPECT_EQ(config->connections.unread_buffers, 256u);
 }
 
 TEST(ConnectionLimits, AreReadFromTheConnectionsTable)
 {
-    const auto config = parse_config("[connections]\nper_uid = 8\ntotal = 100\nhello_timeout_ms = 250\n", "test.conf");
+    const auto config = parse_config(
+        "[connections]\nper_uid = 8\ntotal = 100\nhello_timeout_ms = 250\nunread_buffers = 16\n", "test.conf");
     ASSERT_TRUE(config) << config.error();
     EXPECT_EQ(config->connections.per_uid, 8u);
     EXPECT_EQ(config->connections.total, 100u);
     EXPECT_EQ(config->connections.hello_timeout, std::chrono::milliseconds(250));
+    EXPECT_EQ(config->connections.unread_buffers, 16u);
+}
+
+TEST(BuiltInUidQuota, IsAQuarterOfTheFdsAtMost16384BuffersAndAQuarterOfTheMemory)
+{
+    EXPECT_EQ(builtin_uid_quota({.fd_limit = 512, .memory_bytes = 8ull << 30}).buffers, 128u);
+    EXPECT_EQ(builtin_uid_quota({.fd_limit = 512, .memory_bytes = 8ull << 30}).bytes, 2ull << 30);
+    EXPECT_EQ(builtin_uid_quota({.fd_limit = 1u << 20, .memory_bytes = 8ull << 30}).buffers, 16384u);
+    EXPECT_THAT(builtin_uid_quota({}).origin, ::testing::HasSubstr("quota.uid, built in"));
+}
+
+TEST(BuiltInUidQuota, AppliesUnlessTheFileSetsQuotaUidWhichAnEmptyTableLifts)
+{
+    const MachineLimits machine{.fd_limit = 1024, .memory_bytes = 1ull << 30};
+    auto config = parse_config("[quota]\nclient = { buffers = 8 }\n", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    apply_builtin_quota(config->quota, machine);
+    EXPECT_EQ(config->quota.all_heaps.uid.buffers, 256u);
+    EXPECT_EQ(config->quota.all_heaps.uid.bytes, 256ull << 20);
+
+    config = parse_config("[quota]\nuid = { bytes = \"1G\" }\n", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    apply_builtin_quota(config->quota, machine);
+    EXPECT_EQ(config->quota.all_heaps.uid.buffers, std::nullopt) << "the file's limit replaces it whole";
+    EXPECT_EQ(config->quota.all_heaps.uid.bytes, 1ull << 30);
+
+    config = parse_config("[quota]\nuid = {}\n", "test.conf");
+    ASSERT_TRUE(config) << config.error();
+    apply_builtin_quota(config->quota, machine);
+    EXPECT_FALSE(config->quota.all_heaps.uid.limits_anything());
 }
 
 TEST(ConnectionLimits, MistakesNameTheirPlace)
@@ -193,7 +225,7 @@ TEST(ConnectionLimits, MistakesNameTheirPlace)
         {"[connections]\nper_uid = 0\n", "test.conf:2:11: 'connections.per_uid' must be a whole number from 1 to 1048576"},
         {"[connections]\ntotal = \"many\"\n", "test.conf:2:9: 'connections.total' must be a whole number"},
         {"[connections]\nhello_timeout_ms = 3600001\n", "'connections.hello_timeout_ms' must be a whole number from 1 to 3600000"},
-        {"[connections]\nidle = 1\n", "test.conf:2:1: unknown setting 'connections.idle' (per_uid, total and hello_timeout_ms are)"},
+        {"[connections]\nidle = 1\n", "test.conf:2:1: unknown setting 'connections.idle' (per_uid, total, hello_timeout_ms and unread_buffers are)"},
         {"connections = 3\n", "test.conf:1:15: 'connections' must be a table"},
     });
 }

@@ -138,6 +138,31 @@ TEST_F(Quota, AHeapLimitCountsOnlyThatHeap)
     EXPECT_FALSE(refusal(camera_, 64 * kMiB)) << "other heaps are not limited";
 }
 
+TEST_F(Quota, TheLimitsThatHoldForAClientAreListedWithTheirUse)
+{
+    quota_.all_heaps.client = {std::nullopt, 8, "quota.client"};
+    quota_.all_heaps.uid = builtin_uid_quota({.fd_limit = 1024, .memory_bytes = 64 * kMiB});
+    quota_.all_heaps.groups[45] = bytes(kMiB, "quota.groups.45"); // not camera's group
+    quota_.heaps["ion:carveout"].uids[1000] = bytes(4 * kMiB, "quota.heaps.ion:carveout.uids.1000");
+    hold(kMiB, camera_);
+    hold(2 * kMiB, preview_);
+
+    const auto limits = quota_limits_of(quota_, books_, *books_.client(camera_), {"ion:system", "ion:carveout"});
+    ASSERT_EQ(limits.size(), 4u);
+    const auto expect = [&](std::size_t i, std::string setting, std::string scope, std::string unit,
+                            std::uint64_t used, std::uint64_t limit) {
+        EXPECT_EQ(limits[i].setting, setting) << i;
+        EXPECT_EQ(limits[i].scope, scope) << i;
+        EXPECT_EQ(limits[i].unit, unit) << i;
+        EXPECT_EQ(limits[i].used, used) << i;
+        EXPECT_EQ(limits[i].limit, limit) << i;
+    };
+    expect(0, "quota.client", "this client", "buffers", 1, 8);
+    expect(1, "quota.uid", "uid 1000", "bytes", 3 * kMiB, 16 * kMiB);
+    expect(2, "quota.uid", "uid 1000", "buffers", 2, 256);
+    expect(3, "quota.heaps.ion:carveout.uids.1000", "uid 1000 in heap ion:carveout", "bytes", 0, 4 * kMiB);
+}
+
 TEST_F(Quota, FreedBuffersGiveTheirRoomBack)
 {
     quota_.all_heaps.uid = bytes(2 * kMiB, "quota.uid");
