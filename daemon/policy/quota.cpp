@@ -24,15 +24,34 @@ Usage held(const std::vector<Usage> *usage, std::optional<HeapIndex> heap, bool 
     return total;
 }
 
-std::optional<std::string> check(const Limit &limit, std::string_view who, const Usage &usage,
-                                 std::string_view where, const Addition &addition)
+// Whose holdings a limit counts: this client, a uid or a group. Named in
+// text only when a refusal or a listing needs it.
+struct Holder
+{
+    enum class Kind { kClient, kUid, kGroup } kind = Kind::kClient;
+    std::uint32_t id = 0;
+
+    std::string name() const
+    {
+        switch (kind) {
+        case Kind::kClient: return "this client";
+        case Kind::kUid: return fmt::format("uid {}", id);
+        case Kind::kGroup: return fmt::format("group {}", id);
+        }
+        return {};
+    }
+};
+
+std::optional<std::string> check(const Limit &limit, const Holder &holder, const Usage &usage, bool in_heap,
+                                 const Addition &addition)
 {
     const std::uint64_t more_bytes = addition.size * addition.count;
     const auto describe = [&](std::uint64_t value, std::string_view unit) {
+        const std::string where = in_heap ? fmt::format(" in heap {}", addition.heap_name) : std::string{};
         return fmt::format("{} holds {} bytes in {} buffers{}; {} more of {} bytes would pass its limit "
                            "of {} {} ({})",
-                           who, usage.bytes, usage.buffers, where, addition.count, addition.size, value, unit,
-                           limit.origin);
+                           holder.name(), usage.bytes, usage.buffers, where, addition.count, addition.size, value,
+                           unit, limit.origin);
     };
     if (limit.bytes && usage.bytes + more_bytes > *limit.bytes)
         return describe(*limit.bytes, "bytes");
@@ -41,55 +60,58 @@ std::optional<std::string> check(const Limit &limit, std::string_view who, const
     return std::nullopt;
 }
 
-// Calls each(limit, who, usage) for every limit of set that holds for
+// Calls each(limit, holder, usage) for every limit of set that holds for
 // client, in the order they are checked; stops at the first that returns
 // a value, and returns it.
 template<typename Each>
-std::optional<std::string> for_each_limit(const LimitSet &set, const Books &books, const ClientRecord &client,
+std::optional<std::string> for_each_limit(const LimitSet &set, const ClientRecord &client,
                                           std::optional<HeapIndex> heap, bool imports_count, Each &&each)
 {
     if (set.client.limits_anything()) {
-        if (auto result = each(set.client, std::string{"this client"}, held(&client.usage, heap, imports_count)))
+        if (auto result = each(set.client, Holder{}, held(&client.usage, heap, imports_count)))
             return result;
     }
     const uid_t uid = client.identity.uid;
     const auto uid_limit = set.uids.find(uid);
     const Limit &for_uid = uid_limit != set.uids.end() ? uid_limit->second : set.uid;
+    // The client's record points at its uid's and groups' usage: no lookup.
     if (for_uid.limits_anything()) {
-        if (auto result = each(for_uid, fmt::format("uid {}", uid), held(books.uid_usage(uid), heap, imports_count)))
+        if (auto result = each(for_uid, Holder{Holder::Kind::kUid, uid}, held(client.uid_usage, heap, imports_count)))
             return result;
     }
     // Every group of the client, as for the access rules.
-    for (const gid_t gid : client.groups) {
-        const auto group_limit = set.groups.find(gid);
+    if (set.groups.empty())
+        return std::nullopt;
+    for (std::size_t i = 0; i < client.groups.size(); ++i) {
+        const auto group_limit = set.groups.find(client.groups[i]);
         if (group_limit == set.groups.end())
             continue;
-        if (auto result = each(group_limit->second, fmt::format("group {}", gid),
-                               held(books.gid_usage(gid), heap, imports_count)))
+        if (auto result = each(group_limit->second, Holder{Holder::Kind::kGroup, client.groups[i]},
+                               held(client.group_usage[i], heap, imports_count)))
             return result;
     }
     return std::nullopt;
 }
 
-std::optional<std::string> check_set(const LimitSet &set, const Books &books, const ClientRecord &client,
+std::optional<std::string> check_set(const LimitSet &set, const ClientRecord &client,
                                      std::optional<HeapIndex> heap, const Addition &addition,
                                      bool imports_count)
 {
-    const std::string where = heap ? fmt::format(" in heap {}", addition.heap_name) : std::string{};
-    return for_each_limit(set, books, client, heap, imports_count,
-                          [&](const Limit &limit, const std::string &who, const Usage &usage) {
-                              return check(limit, who, usage, where, addition);
+    return for_each_limit(set, client, heap, imports_count,
+                          [&](const Limit &limit, const Holder &holder, const Usage &usage) {
+                              return check(limit, holder, usage, heap.has_value(), addition);
                           });
 }
 
-void list_set(const LimitSet &set, const Books &books, const ClientRecord &client, std::optional<HeapIndex> heap,
+void list_set(const LimitSet &set, const ClientRecord &client, std::optional<HeapIndex> heap,
               std::string_view heap_name, bool imports_count, std::vector<LimitInUse> &limits)
 {
-    for_each_limit(set, books, client, heap, imports_count,
-                   [&](const Limit &limit, const std::string &who, const Usage &usage) {
+    for_each_limit(set, client, heap, imports_count,
+                   [&](const Limit &limit, const Holder &holder, const Usage &usage) {
                        // The setting without the why of a built-in one.
                        const std::string setting = limit.origin.substr(0, limit.origin.find(','));
-                       const std::string scope = heap ? fmt::format("{} in heap {}", who, heap_name) : who;
+                       const std::string scope =
+                           heap ? fmt::format("{} in heap {}", holder.name(), heap_name) : holder.name();
                        if (limit.bytes)
                            limits.push_back({setting, scope, "bytes", usage.bytes, *limit.bytes});
                        if (limit.buffers)
@@ -100,24 +122,24 @@ void list_set(const LimitSet &set, const Books &books, const ClientRecord &clien
 
 } // namespace
 
-std::optional<std::string> quota_refusal(const QuotaConfig &quota, const Books &books,
-                                         const ClientRecord &client, const Addition &addition)
+std::optional<std::string> quota_refusal(const QuotaConfig &quota, const ClientRecord &client,
+                                         const Addition &addition)
 {
-    if (auto refusal = check_set(quota.all_heaps, books, client, std::nullopt, addition, quota.imports_count))
+    if (auto refusal = check_set(quota.all_heaps, client, std::nullopt, addition, quota.imports_count))
         return refusal;
     if (const auto heap = quota.heaps.find(addition.heap_name); heap != quota.heaps.end())
-        return check_set(heap->second, books, client, addition.heap, addition, quota.imports_count);
+        return check_set(heap->second, client, addition.heap, addition, quota.imports_count);
     return std::nullopt;
 }
 
-std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const Books &books, const ClientRecord &client,
+std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const ClientRecord &client,
                                         const std::vector<std::string> &heap_names)
 {
     std::vector<LimitInUse> limits;
-    list_set(quota.all_heaps, books, client, std::nullopt, {}, quota.imports_count, limits);
+    list_set(quota.all_heaps, client, std::nullopt, {}, quota.imports_count, limits);
     for (HeapIndex heap = 0; heap < heap_names.size(); ++heap) {
         if (const auto set = quota.heaps.find(heap_names[heap]); set != quota.heaps.end())
-            list_set(set->second, books, client, heap, heap_names[heap], quota.imports_count, limits);
+            list_set(set->second, client, heap, heap_names[heap], quota.imports_count, limits);
     }
     return limits;
 }

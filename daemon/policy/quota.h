@@ -27,8 +27,10 @@ struct Addition
 // in 3 buffers; 2 more of 1048576 bytes would pass its limit of 4194304
 // bytes (quota.uids.1000)"). nullopt if it stays within every limit:
 // exactly at a limit is within it.
-std::optional<std::string> quota_refusal(const QuotaConfig &quota, const Books &books,
-                                         const ClientRecord &client, const Addition &addition);
+// client is a record of the books: it leads to its uid's and groups'
+// usage.
+std::optional<std::string> quota_refusal(const QuotaConfig &quota, const ClientRecord &client,
+                                         const Addition &addition);
 
 // One limit that holds for a client, and how much of it is used.
 struct LimitInUse
@@ -42,7 +44,7 @@ struct LimitInUse
 
 // Every quota limit that holds for client (over all heaps, then per heap),
 // as quota_refusal would check them.
-std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const Books &books, const ClientRecord &client,
+std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const ClientRecord &client,
                                         const std::vector<std::string> &heap_names);
 
 } // namespace ionsvc

@@ -192,14 +192,14 @@ Service::CandidateHeaps Service::candidate_heaps(const wire::AllocRequest &reque
 
 std::optional<std::string> Service::quota_refusal_now(const ClientRecord &client, const Addition &addition)
 {
-    auto refusal = quota_refusal(quota_, books_, client, addition);
+    auto refusal = quota_refusal(quota_, client, addition);
     // Before saying no, what the kernel knows now: the process's dma-bufs
     // (orphans of a Free first) that died since the last release round give
     // their room back. Bounded like a stats request: a client that runs
     // into its quota over and over must not stall everyone else.
     if (refusal && books_.release_unreferenced_now(client.identity.pid, std::nullopt,
                                                    limits_.fresh_count_budget, reference_counter_) > 0)
-        refusal = quota_refusal(quota_, books_, client, addition);
+        refusal = quota_refusal(quota_, client, addition);
     return refusal;
 }
 

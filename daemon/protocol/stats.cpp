@@ -42,7 +42,7 @@ void Service::add_limits(const ClientRecord &client, wire::StatsReply &reply) co
     std::vector<std::string> heap_names;
     for (HeapIndex heap = 0; heap < allocator_.heap_count(); ++heap)
         heap_names.emplace_back(allocator_.heap(heap).heap->name());
-    for (const LimitInUse &limit : quota_limits_of(quota_, books_, client, heap_names))
+    for (const LimitInUse &limit : quota_limits_of(quota_, client, heap_names))
         add(limit);
     if (is_admin(client.identity))
         return;

@@ -40,7 +40,7 @@ protected:
                                        HeapIndex heap = kSystem)
     {
         const std::string_view name = heap == kSystem ? "ion:system" : "ion:carveout";
-        return quota_refusal(quota_, books_, *books_.client(client), {heap, name, size, count});
+        return quota_refusal(quota_, *books_.client(client), {heap, name, size, count});
     }
 
     Books books_{2};
@@ -147,7 +147,7 @@ TEST_F(Quota, TheLimitsThatHoldForAClientAreListedWithTheirUse)
     hold(kMiB, camera_);
     hold(2 * kMiB, preview_);
 
-    const auto limits = quota_limits_of(quota_, books_, *books_.client(camera_), {"ion:system", "ion:carveout"});
+    const auto limits = quota_limits_of(quota_, *books_.client(camera_), {"ion:system", "ion:carveout"});
     ASSERT_EQ(limits.size(), 4u);
     const auto expect = [&](std::size_t i, std::string setting, std::string scope, std::string unit,
                             std::uint64_t used, std::uint64_t limit) {
