@@ -52,7 +52,7 @@ protected:
     void start(const std::string &config)
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        open_.emplace(config);
+        open_.emplace(config, fd_limit(512));
     }
 
     void TearDown() override

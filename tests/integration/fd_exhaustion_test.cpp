@@ -31,10 +31,7 @@ protected:
     void SetUp() override
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        open_.emplace("[quota]\nuid = {}\n", [] {
-            const rlimit limit{kDaemonFds, kDaemonFds};
-            ::setrlimit(RLIMIT_NOFILE, &limit);
-        });
+        open_.emplace("[quota]\nuid = {}\n", fd_limit(kDaemonFds));
     }
 
     void TearDown() override

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // An unprivileged attacker (setresuid in a forked child) against a real
-// daemon with a low RLIMIT_NOFILE: it floods the daemon with buffers under
-// the config as shipped, or asks for buffers and never reads its replies.
+// daemon with a low RLIMIT_NOFILE: it floods the daemon with idle
+// connections or with buffers under the config as shipped, or asks for
+// buffers and never reads its replies.
 // Either way it is stopped at a bound, root still looks, another user
 // still allocates, and once it leaves the daemon's fds and books are back
 // where they were.
@@ -59,10 +60,7 @@ protected:
     void start(const std::string &config)
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        open_.emplace(config, [] {
-            const rlimit limit{kDaemonFds, kDaemonFds};
-            ::setrlimit(RLIMIT_NOFILE, &limit);
-        });
+        open_.emplace(config, fd_limit(kDaemonFds));
     }
 
     void TearDown() override
@@ -88,16 +86,48 @@ protected:
         return buffers;
     }
 
-    // Everyone else is still served: root's ionsvc-ctl and another user.
-    void expect_others_served()
-    {
-        const CommandResult stats = run_command({ionsvc_ctl_path(), "--socket", socket_path(), "stats"});
-        EXPECT_EQ(stats.exit_code, 0) << stats.err;
-        EXPECT_EQ(allocate_as(socket_path(), kBystander).code, StatusCode::kOk);
-    }
-
     std::optional<OpenDaemon> open_;
 };
+
+TEST_F(HostileClients, AnIdleConnectionFloodUnderTheDefaultsIsStoppedAt64ConnectionsOfItsUid)
+{
+    start("");
+    constexpr int kConnections = 200;
+    Signal ready, release;
+    ChildProcess attacker([&] {
+        release.close_write_end();
+        if (!become_user(kAttacker))
+            return kUserChange;
+        std::vector<RawConnection> connections;
+        for (int i = 0; i < kConnections; ++i)
+            connections.emplace_back(socket_path());
+        // Each says Hello only now: the daemon has admitted or refused it.
+        int admitted = 0;
+        wire::Request hello;
+        hello.mutable_hello()->set_protocol_version(kProtocolVersion);
+        for (RawConnection &connection : connections) {
+            connection.send(hello); // a refused one may be closed already
+            const wire::Reply reply = connection.receive();
+            if (reply.status() == wire::OK)
+                ++admitted;
+            else if (reply.status() != wire::RESOURCE_EXHAUSTED ||
+                     reply.message().find("connections.per_uid") == std::string::npos)
+                return kWrongRefusal;
+        }
+        if (admitted != 64)
+            return kNeverStopped;
+        ready.raise();
+        release.wait();
+        return 0;
+    });
+    ready.close_write_end();
+    ASSERT_TRUE(ready.wait()) << "attacker step " << attacker.wait();
+
+    open_->expect_others_served(kBystander);
+
+    release.close_write_end();
+    EXPECT_EQ(attacker.wait(), 0);
+}
 
 TEST_F(HostileClients, ABufferFloodUnderTheShippedConfigStopsAtTheBuiltInQuotaOfAQuarterOfTheFds)
 {
@@ -140,7 +170,7 @@ TEST_F(HostileClients, ABufferFloodUnderTheShippedConfigStopsAtTheBuiltInQuotaOf
     ASSERT_TRUE(ready.wait()) << "attacker step " << attacker.wait();
 
     EXPECT_EQ(attacker_buffers(), kDaemonFds / 4);
-    expect_others_served();
+    open_->expect_others_served(kBystander);
 
     release.close_write_end();
     EXPECT_EQ(attacker.wait(), 0);
@@ -180,7 +210,7 @@ TEST_F(HostileClients, AClientThatNeverReadsIsNotServedPastItsUnreadBuffersUntil
     ASSERT_TRUE(ready.wait()) << "attacker step " << attacker.wait();
 
     ASSERT_TRUE(eventually([&] { return attacker_buffers() == 32; })) << attacker_buffers();
-    expect_others_served();
+    open_->expect_others_served(kBystander);
     EXPECT_EQ(attacker_buffers(), 32u) << "served past connections.unread_buffers";
     EXPECT_THAT(open_->daemon().log(),
                 HasSubstr("32 buffers sent that it has not read; its requests wait until it reads them "

@@ -57,7 +57,7 @@ protected:
     void SetUp() override
     {
         IONSVC_NEED_ROOT("to run the attacker as another user");
-        open_.emplace();
+        open_.emplace("", fd_limit(512));
     }
 
     // Gone with the attacker: its connection and its buffer.
@@ -150,11 +150,7 @@ TEST_F(HostileText, ACommThatIsNotUtf8LeavesEveryStatsViewReadableForRoot)
 
     const json stats = every_view_for_root();
     EXPECT_EQ(attacker_entry(stats, child.pid())["comm"], kReplacement + kReplacement + "evil");
-    // Another user is still served.
-    auto buffers = open_->observer().allocate({.size = 4096});
-    ASSERT_TRUE(buffers) << buffers.error().message;
-    EXPECT_TRUE(open_->observer().free((*buffers)[0]));
-    EXPECT_TRUE(open_->observer().flush_frees());
+    open_->expect_others_served();
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
@@ -173,6 +169,7 @@ TEST_F(HostileText, EscapeSequencesInCommAndNamesNeverReachTheAdminsTerminal)
     EXPECT_EQ(entry["comm"], "\\x1b[2J\\x1b]0;x\\x07");
     EXPECT_EQ(entry["name"], "cam\\x1b[31mred\\u009b2J");
     EXPECT_THAT(ctl({"stats", "--view", "clients"}).out, HasSubstr("\\x1b[2J"));
+    open_->expect_others_served();
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0) << "the buffer's name reached /proc with its control bytes";
@@ -184,6 +181,7 @@ TEST_F(HostileText, ANewlineInAClientNameCannotForgeALogLine)
     const std::string forged = "2026-12-04 12:00:00.000 critical forged by a client";
     ChildProcess child = attacker("comm", "cam\n" + forged, ready, release);
     ASSERT_TRUE(ready.wait()) << "attacker step " << child.wait();
+    open_->expect_others_served();
     // The name is in the books once Hello is answered; the disconnect logs it.
     const std::string disconnected = "disconnected: pid " + std::to_string(child.pid());
     release.close_write_end();
@@ -207,6 +205,7 @@ TEST_F(HostileText, AClientNameCutAtTheLimitEndsOnAWholeCharacter)
 
     const json stats = every_view_for_root();
     EXPECT_EQ(attacker_entry(stats, child.pid())["name"], long_name.substr(0, 254));
+    open_->expect_others_served();
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), 0);
@@ -231,6 +230,7 @@ TEST_F(HostileText, AStringThatIsNotUtf8IsRefusedAndProtobufSaysNothingInTheLog)
     EXPECT_TRUE(eventually([&] { return daemon().log().find("protobuf: String field") != std::string::npos; }))
         << daemon().log();
     EXPECT_THAT(daemon().log(), Not(HasSubstr("libprotobuf")));
+    open_->expect_others_served();
 }
 
 } // namespace

@@ -326,6 +326,14 @@ bool become_user(uid_t uid, std::optional<gid_t> gid, const std::vector<gid_t> &
            ::setresuid(uid, uid, uid) == 0;
 }
 
+std::function<void()> fd_limit(rlim_t limit)
+{
+    return [limit] {
+        const rlimit both{limit, limit};
+        ::setrlimit(RLIMIT_NOFILE, &both);
+    };
+}
+
 AllocationAttempt allocate_as(const std::string &socket_path, uid_t uid, const std::vector<gid_t> &groups,
                               const std::string &heap)
 {
@@ -365,6 +373,14 @@ OpenDaemon::OpenDaemon(const std::string &config, std::function<void()> before_e
     EXPECT_EQ(::chmod(daemon_->socket_path().c_str(), 0666), 0) << std::strerror(errno);
     observer_.emplace(daemon_->connect("observer"));
     baseline_fds_ = daemon_->open_fds();
+}
+
+void OpenDaemon::expect_others_served(uid_t bystander)
+{
+    const CommandResult stats = run_command({ionsvc_ctl_path(), "--socket", daemon_->socket_path(), "stats"});
+    EXPECT_EQ(stats.exit_code, 0) << stats.err;
+    const AllocationAttempt attempt = allocate_as(daemon_->socket_path(), bystander);
+    EXPECT_EQ(attempt.code, StatusCode::kOk) << attempt.message;
 }
 
 void OpenDaemon::expect_back_to_baseline()

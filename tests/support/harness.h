@@ -3,6 +3,7 @@
 // a private socket, forked clients, and commands run to completion.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -98,6 +99,11 @@ ChildOutcome run_child(const std::function<int(std::string &message)> &body);
 // uid if none) and groups as its supplementary groups. False if refused.
 bool become_user(uid_t uid, std::optional<gid_t> gid = std::nullopt, const std::vector<gid_t> &groups = {});
 
+// For DaemonProcess's and OpenDaemon's before_exec: the daemon's
+// RLIMIT_NOFILE, soft and hard (it raises its soft limit to the hard one),
+// so that an attack exhausts it quickly.
+std::function<void()> fd_limit(rlim_t limit);
+
 // What a client of another user got when it tried to allocate.
 struct AllocationAttempt
 {
@@ -128,6 +134,9 @@ public:
     // had once the observer was connected, and its books to nothing but
     // the observer.
     void expect_back_to_baseline();
+    // Fails the test unless everyone else is still served: root's
+    // `ionsvc-ctl stats` succeeds and uid bystander allocates.
+    void expect_others_served(uid_t bystander = 65533);
 
 private:
     TemporaryDirectory config_directory_;
