@@ -521,7 +521,11 @@ int run(Options options)
     std::optional<DaemonProcess> daemon;
     std::string socket_path = options.socket_path;
     if (socket_path.empty()) {
-        daemon.emplace(options.daemon_path, options.backend, placement.server_cpu);
+        // Every process of the bench is one uid, and the scale case holds
+        // more buffers than the built-in quota lets one uid hold: a limit
+        // of the same kind, but higher, keeps its check in every Alloc.
+        daemon.emplace(options.daemon_path, options.backend, placement.server_cpu,
+                       "[quota]\nuid = { bytes = \"1T\", buffers = 1048576 }\n");
         socket_path = daemon->socket_path();
     }
 
