@@ -102,8 +102,12 @@ ionsvc::Expected<ionsvc::Config, std::string> load_config(const Options &options
         machine.memory_bytes = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
     ionsvc::apply_builtin_quota(config->quota, machine);
     if (!config->quota.uid_set) {
-        spdlog::info("each uid may hold {} buffers and {} bytes (quota.uid, built in)",
-                     config->quota.all_heaps.uid.buffers.value_or(0), config->quota.all_heaps.uid.bytes.value_or(0));
+        const ionsvc::Limit &builtin = config->quota.all_heaps.uid;
+        const auto shown = [](const std::optional<std::uint64_t> &value) {
+            return value ? std::to_string(*value) : std::string{"any number of"};
+        };
+        spdlog::info("each uid may hold {} buffers and {} bytes (quota.uid, built in)", shown(builtin.buffers),
+                     shown(builtin.bytes));
     }
     return config;
 }

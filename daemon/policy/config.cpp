@@ -403,8 +403,11 @@ Limit builtin_uid_quota(const MachineLimits &machine)
 {
     constexpr std::uint64_t kMaxBuiltinBuffers = 16384;
     Limit limit;
-    limit.buffers = std::min(kMaxBuiltinBuffers, machine.fd_limit / 4);
-    limit.bytes = machine.memory_bytes / 4;
+    // A figure the daemon could not read limits nothing, rather than all.
+    if (machine.fd_limit > 0)
+        limit.buffers = std::min(kMaxBuiltinBuffers, machine.fd_limit / 4);
+    if (machine.memory_bytes > 0)
+        limit.bytes = machine.memory_bytes / 4;
     limit.origin = "quota.uid, built in: a quarter of the daemon's fd limit and of the machine's memory; "
                    "set quota.uid or quota.uids in the config to change it";
     return limit;

@@ -81,8 +81,9 @@ struct MachineLimits
 
 // quota.uid when the file does not set it: a quarter of the daemon's fds
 // (one per live buffer; at most 16384 buffers) and a quarter of the
-// machine's memory. One user then cannot take the fds or the memory that
-// every other user needs, and a machine is protected out of the box.
+// machine's memory (a figure that is 0, unknown, limits nothing). One user
+// then cannot take the fds or the memory that every other user needs, and
+// a machine is protected out of the box.
 Limit builtin_uid_quota(const MachineLimits &machine);
 // Puts builtin_uid_quota in quota.uid unless the file set it.
 void apply_builtin_quota(QuotaConfig &quota, const MachineLimits &machine);

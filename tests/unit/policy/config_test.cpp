@@ -196,6 +196,7 @@ TEST(BuiltInUidQuota, IsAQuarterOfTheFdsAtMost16384BuffersAndAQuarterOfTheMemory
     EXPECT_EQ(builtin_uid_quota({.fd_limit = 512, .memory_bytes = 8ull << 30}).bytes, 2ull << 30);
     EXPECT_EQ(builtin_uid_quota({.fd_limit = 1u << 20, .memory_bytes = 8ull << 30}).buffers, 16384u);
     EXPECT_THAT(builtin_uid_quota({}).origin, ::testing::HasSubstr("quota.uid, built in"));
+    EXPECT_FALSE(builtin_uid_quota({}).limits_anything()) << "a figure it could not read limits nothing";
 }
 
 TEST(BuiltInUidQuota, AppliesUnlessTheFileSetsQuotaUidWhichAnEmptyTableLifts)
