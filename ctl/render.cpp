@@ -88,7 +88,7 @@ std::string ion_heap_body(const bufclient::HeapStats &heap, const std::vector<bu
         text += ion_heap_orphan_line(orphan);
     text += kIonDashes;
     text += ion_heap_total_line("total orphaned", orphaned_bytes(heap));
-    // total_bytes already counts the orphans, as ION's total does.
+    // HeapStats::total_bytes already counts the orphans, as ION's total does.
     text += ion_heap_total_line("total ", heap.total_bytes);
     // Like the page pools ION's system heap listed: memory held, nobody's.
     if (heap.pool_bytes > 0)
@@ -349,8 +349,8 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
             {"name", heap.name},
             {"backend", heap.backend},
             {"type", heap.type},
-            {"total_bytes", heap.total_bytes},
-            {"total_buffers", heap.total_buffers},
+            {"live_bytes", heap.total_bytes},
+            {"live_buffers", heap.total_buffers},
             {"orphaned", std::move(orphaned)},
             {"orphaned_bytes", orphaned_bytes(heap)},
             {"pool_bytes", heap.pool_bytes},

@@ -19,7 +19,8 @@
 //                    "bytes", "buffers",        // sums over "heaps"
 //                    "heaps": [ <usage> ] } ],  // heaps ever used, peak > 0
 //     "heaps":   [ { "name", "backend", "type",
-//                    "total_bytes", "total_buffers",  // orphans included
+//                    "live_bytes", "live_buffers",  // of the scope, orphans included
+//                                               // (the names of `heaps --json`)
 //                    "orphaned": [ { "comm", "pid", "size", "map_count",
 //                                    "refcount" } ],
 //                    "orphaned_bytes" } ],

@@ -3,10 +3,14 @@
 // and read it in another process that receives only the fd.
 //
 //   IONSVC_SOCKET=$PWD/run/ionsvc.sock build/examples/ionsvc-share-demo --size 4M --hold
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -49,6 +53,26 @@ int consume(ionsvc::UniqueFD channel, std::size_t size)
     return 0;
 }
 
+// Waits until Enter (or end of input) on a terminal, or SIGINT or SIGTERM:
+// from a script or a pipe, stdin may be empty or closed, and the buffer
+// must still be held until the caller says so.
+void hold_until_told()
+{
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &stop, nullptr);
+    const ionsvc::UniqueFD signals{::signalfd(-1, &stop, SFD_CLOEXEC)};
+    const bool terminal = ::isatty(STDIN_FILENO) == 1;
+    std::cout << "holding the buffer; try `ionsvc-ctl stats` now. "
+              << (terminal ? "Press Enter (or Ctrl-C) to free it." : "Send SIGINT or SIGTERM to free it.")
+              << std::endl;
+    pollfd waits[2] = {{signals.get(), POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
+    while (::poll(waits, terminal ? 2 : 1, -1) < 0 && errno == EINTR) {
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -58,10 +82,16 @@ int main(int argc, char **argv)
     std::string socket_path;
     std::string heap;
     CLI::App app{"Allocates a buffer from ionsvcd, fills it, and has a second process read it"};
-    app.add_option("--size", size, "Buffer size (suffixes K, M, G)")->transform(CLI::AsSizeValue(false));
+    app.add_option("--size", size, "Buffer size (suffixes K, M, G)")
+        ->check([](const std::string &text) {
+            return text.find('-') == std::string::npos ? std::string{} : "a size cannot be negative";
+        })
+        ->transform(CLI::AsSizeValue(false));
     app.add_option("--socket", socket_path, "ionsvcd's socket (default: $IONSVC_SOCKET)");
     app.add_option("--heap", heap, "Heap name or alias (default: the daemon's default heap)");
-    app.add_flag("--hold", hold, "Keep the buffer until Enter, to look at it with ionsvc-ctl");
+    app.add_flag("--hold", hold,
+                 "Keep the buffer, to look at it with ionsvc-ctl: until Enter on a terminal, else until SIGINT "
+                 "or SIGTERM");
     CLI11_PARSE(app, argc, argv);
 
     auto client = bufclient::Client::connect({.socket_path = socket_path, .client_name = "share-demo"});
@@ -110,11 +140,8 @@ int main(int argc, char **argv)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return 1;
 
-    if (hold) {
-        std::cout << "holding the buffer; try `ionsvc-ctl stats` now. Press Enter to free it.\n";
-        std::string line;
-        std::getline(std::cin, line);
-    }
+    if (hold)
+        hold_until_told();
     if (auto freed = client->free(buffer); !freed) {
         std::cerr << "producer: " << freed.error().message << "\n";
         return 1;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -39,11 +40,12 @@ std::vector<HeapDescription> describe(const std::vector<HeapEntry> &heaps)
     return descriptions;
 }
 
-// The backend whose heaps are named like name ("ion:<heap>",
-// "dma-heap:<node>", "udmabuf", "memfd"); empty for an alias or a typo.
+// The backend whose heaps are named like name ("ion:<heap>", an alias's
+// "ion-type:<type>", "dma-heap:<node>", "udmabuf", "memfd"); empty for an
+// alias or a typo.
 std::string_view backend_of(std::string_view heap_name)
 {
-    if (heap_name.starts_with("ion:"))
+    if (heap_name.starts_with("ion:") || heap_name.starts_with("ion-type:"))
         return "ion";
     if (heap_name.starts_with("dma-heap:"))
         return "dma-heap";
@@ -64,8 +66,21 @@ Allocator::Allocator(std::vector<std::unique_ptr<Backend>> backends,
 std::optional<std::string> Allocator::why_not_served(std::string_view heap_name) const
 {
     const std::string_view backend = backend_of(heap_name);
-    if (backend.empty())
-        return std::nullopt;
+    if (backend.empty()) {
+        // An alias: where it would have led, and why those are not here.
+        auto why = registry_.why_alias_leads_nowhere(heap_name);
+        if (!why)
+            return std::nullopt;
+        const std::vector<std::string> candidates = registry_.alias_candidates(heap_name);
+        for (const UnservedBackend &unserved : unserved_) {
+            const bool wanted = std::any_of(candidates.begin(), candidates.end(), [&](const std::string &candidate) {
+                return backend_of(candidate) == unserved.name;
+            });
+            if (wanted)
+                *why += "; backend " + unserved.name + " is not served: " + unserved.reason;
+        }
+        return why;
+    }
     for (const UnservedBackend &unserved : unserved_) {
         if (unserved.name == backend)
             return "backend " + unserved.name + " is not served: " + unserved.reason;

@@ -57,7 +57,8 @@ public:
     std::string heap_names() const;
     const HeapRegistry &registry() const { return registry_; }
     // "backend dma-heap is not served: ..." if name is a heap of a backend
-    // that was not opened: why such a name is unknown here.
+    // that was not opened, or "alias 'contig' leads nowhere: ..." with the
+    // backends not opened and why: why such a name is unknown here.
     std::optional<std::string> why_not_served(std::string_view heap_name) const;
 
 private:

@@ -121,6 +121,15 @@ std::vector<std::string> HeapRegistry::aliases_of(HeapIndex index) const
     return names;
 }
 
+namespace {
+
+std::string leads_nowhere(const std::string &alias, const std::vector<std::string> &candidates)
+{
+    return "alias '" + alias + "' leads nowhere: none of " + join(candidates, ", ") + " is here";
+}
+
+} // namespace
+
 std::vector<std::string> HeapRegistry::describe_aliases() const
 {
     std::vector<std::string> lines;
@@ -130,10 +139,27 @@ std::vector<std::string> HeapRegistry::describe_aliases() const
         else if (alias.heap)
             lines.push_back("alias '" + alias.alias + "' -> " + heaps_[*alias.heap].name);
         else
-            lines.push_back("alias '" + alias.alias + "' leads nowhere: none of " +
-                            join(alias.candidates, ", ") + " is here");
+            lines.push_back(leads_nowhere(alias.alias, alias.candidates));
     }
     return lines;
+}
+
+std::vector<std::string> HeapRegistry::alias_candidates(std::string_view name) const
+{
+    for (const ResolvedAlias &alias : aliases_) {
+        if (alias.alias == name)
+            return alias.candidates;
+    }
+    return {};
+}
+
+std::optional<std::string> HeapRegistry::why_alias_leads_nowhere(std::string_view name) const
+{
+    for (const ResolvedAlias &alias : aliases_) {
+        if (alias.alias == name && !alias.heap && !find_by_name(name))
+            return leads_nowhere(alias.alias, alias.candidates);
+    }
+    return std::nullopt;
 }
 
 std::string HeapRegistry::known_names() const

@@ -62,6 +62,11 @@ public:
     std::vector<std::string> aliases_of(HeapIndex index) const;
     // One line per alias and where it led, or why it leads nowhere.
     std::vector<std::string> describe_aliases() const;
+    // "alias 'x' leads nowhere: none of a, b is here" if name is an alias
+    // that leads to no heap.
+    std::optional<std::string> why_alias_leads_nowhere(std::string_view name) const;
+    // The candidates of the alias name, in order; none if it is no alias.
+    std::vector<std::string> alias_candidates(std::string_view name) const;
     // "a, b, c (aliases: x, y)": for messages naming what does exist.
     std::string known_names() const;
     // The heap of exactly this name (no alias), as config sections that

@@ -89,14 +89,19 @@ TEST(HeapRegistry, AnIonMaskOnADaemonWithoutIonIsNoHeapAndSaysSo)
     EXPECT_TRUE(client.allocate({.size = 4096})) << "the daemon keeps serving";
 }
 
-TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageNamesWhatExists)
+TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageSaysWhyAndNamesWhatExists)
 {
     DaemonProcess daemon;
     auto client = daemon.connect();
     auto buffers = client.allocate({.heap = "contig", .size = 4096});
     ASSERT_FALSE(buffers);
     EXPECT_EQ(buffers.error().code, StatusCode::kNoSuchHeap);
-    EXPECT_EQ(buffers.error().message, "no heap named 'contig'; this daemon serves: memfd (aliases: system)");
+    // Only the backends its candidates need, each with why it is not here.
+    EXPECT_EQ(buffers.error().message,
+              "no heap named 'contig'; alias 'contig' leads nowhere: none of ion-type:system_contig, "
+              "dma-heap:linux,cma, dma-heap:reserved is here; backend ion is not served: not chosen "
+              "(--backend memfd); backend dma-heap is not served: not chosen (--backend memfd); this daemon "
+              "serves: memfd (aliases: system)");
     EXPECT_THAT(daemon.log(), HasSubstr("alias 'contig' leads nowhere"));
 }
 

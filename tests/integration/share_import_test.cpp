@@ -136,8 +136,8 @@ TEST_F(ShareImport, AnotherUsersProcessImportsTheBufferAndItCountsInBothOnceInTh
     EXPECT_EQ(by_pid[child.pid()]["bytes"], kSize);
     EXPECT_EQ(by_pid[child.pid()]["shared_bytes"], kSize);
     EXPECT_EQ(by_pid[::getpid()]["shared_bytes"], kSize);
-    EXPECT_EQ(now["heaps"][0]["total_bytes"], kSize) << "the heap counts the buffer once";
-    EXPECT_EQ(now["heaps"][0]["total_buffers"], 1);
+    EXPECT_EQ(now["heaps"][0]["live_bytes"], kSize) << "the heap counts the buffer once";
+    EXPECT_EQ(now["heaps"][0]["live_buffers"], 1);
 
     release.raise();
     EXPECT_EQ(child.wait(), kOk);
@@ -288,7 +288,7 @@ TEST_F(ShareImport, TheImporterKeepsTheBufferAfterTheSharerLeaves)
             EXPECT_EQ(pid["shared_bytes"], 0) << "it holds the buffer alone now";
         }
     }
-    EXPECT_EQ(now["heaps"][0]["total_bytes"], 2 * kSize) << "the owner's buffer and the imported one";
+    EXPECT_EQ(now["heaps"][0]["live_bytes"], 2 * kSize) << "the owner's buffer and the imported one";
     release.raise();
     EXPECT_EQ(child.wait(), kOk);
 }

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Buffers from the real daemon, used and shared by real processes.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <string>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -156,6 +160,52 @@ TEST(Sharing, TheShareDemoOfTheReadmeTourWorks)
     EXPECT_EQ(result.exit_code, 0) << result.err;
     EXPECT_NE(result.out.find("read all 1048576 bytes the producer wrote"), std::string::npos)
         << result.out;
+}
+
+TEST(Sharing, TheShareDemoHoldsItsBufferWithoutATerminalUntilSigterm)
+{
+    DaemonProcess daemon;
+    int ends[2];
+    ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    UniqueFD read_end{ends[0]}, write_end{ends[1]};
+    // stdin is /dev/null: end of input at once, which must not free.
+    ChildProcess demo([&] {
+        const int null = ::open("/dev/null", O_RDONLY);
+        if (null < 0 || ::dup2(null, STDIN_FILENO) < 0 || ::dup2(write_end.get(), STDOUT_FILENO) < 0)
+            return 10;
+        const std::string path = share_demo_path();
+        ::execl(path.c_str(), path.c_str(), "--socket", daemon.socket_path().c_str(), "--size", "64K", "--hold",
+                static_cast<char *>(nullptr));
+        return 11;
+    });
+    write_end.reset();
+    std::string out;
+    char chunk[256];
+    for (ssize_t n; out.find("to free it.") == std::string::npos &&
+                    (n = ::read(read_end.get(), chunk, sizeof(chunk))) > 0;)
+        out.append(chunk, static_cast<std::size_t>(n));
+    ASSERT_THAT(out, ::testing::HasSubstr("Send SIGINT or SIGTERM to free it."));
+
+    auto observer = daemon.connect("observer");
+    const auto held = [&] {
+        auto stats = observer.stats();
+        EXPECT_TRUE(stats) << stats.error().message;
+        return stats && !stats->heaps.empty() ? stats->heaps[0].total_buffers : 0;
+    };
+    EXPECT_EQ(held(), 1u) << "still held after its input ended";
+    ASSERT_EQ(::kill(demo.pid(), SIGTERM), 0);
+    EXPECT_EQ(demo.wait(), 0) << "freed and exited normally";
+    // Its hang-up may reach the daemon after the observer's next request.
+    EXPECT_TRUE(eventually([&] { return held() == 0; }));
+}
+
+TEST(Sharing, TheShareDemoRefusesANegativeSize)
+{
+    DaemonProcess daemon;
+    const CommandResult result =
+        run_command({share_demo_path(), "--socket", daemon.socket_path(), "--size", "-5"});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_THAT(result.err, ::testing::HasSubstr("a size cannot be negative"));
 }
 
 } // namespace

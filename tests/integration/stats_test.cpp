@@ -82,13 +82,13 @@ TEST(Stats, IonsvcCtlJsonShowsExactlyWhatEachProcessHolds)
     EXPECT_EQ((*b)["bytes"], 5 * 4096);
     EXPECT_EQ((*b)["buffers"], 5);
     EXPECT_EQ((*a)["heaps"][0]["heap"], "memfd");
-    EXPECT_EQ(stats["heaps"][0]["total_bytes"], 3 * 64 * 1024 + 5 * 4096);
+    EXPECT_EQ(stats["heaps"][0]["live_bytes"], 3 * 64 * 1024 + 5 * 4096);
 
     // Narrowed to one pid, only that pid shows and the heap total is its own.
     const json narrowed = stats_json(daemon, {"--pid", std::to_string(second.pid())});
     ASSERT_EQ(narrowed["pids"].size(), 1u);
     EXPECT_EQ(narrowed["pids"][0]["pid"], second.pid());
-    EXPECT_EQ(narrowed["heaps"][0]["total_bytes"], 5 * 4096);
+    EXPECT_EQ(narrowed["heaps"][0]["live_bytes"], 5 * 4096);
 
     release.close_write_end();
     EXPECT_EQ(first.wait(), 0);
@@ -119,8 +119,8 @@ TEST(Stats, ADisconnectEmptiesTheBooks)
     ASSERT_TRUE(memfd_heap_empties(observer));
     const json stats = stats_json(daemon);
     EXPECT_EQ(find_pid(stats, pid), nullptr);
-    EXPECT_EQ(stats["heaps"][0]["total_bytes"], 0);
-    EXPECT_EQ(stats["heaps"][0]["total_buffers"], 0);
+    EXPECT_EQ(stats["heaps"][0]["live_bytes"], 0);
+    EXPECT_EQ(stats["heaps"][0]["live_buffers"], 0);
 }
 
 // memfd shows no reference count in fdinfo: its books say what clients

@@ -344,11 +344,11 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
     ])"));
 
     EXPECT_EQ(json.at("heaps"), nlohmann::json::parse(R"([
-        {"name": "system", "backend": "memfd", "type": "system", "total_bytes": 24576, "total_buffers": 3,
+        {"name": "system", "backend": "memfd", "type": "system", "live_bytes": 24576, "live_buffers": 3,
          "orphaned": [{"comm": "mediaserver", "pid": 77, "size": 16384, "map_count": 1, "refcount": 2}],
          "orphaned_bytes": 16384, "pool_bytes": 0, "pool_buffers": 0},
-        {"name": "camera_secure_carveout", "backend": "memfd", "type": "carveout", "total_bytes": 1114112,
-         "total_buffers": 2, "orphaned": [], "orphaned_bytes": 0, "pool_bytes": 0, "pool_buffers": 0}
+        {"name": "camera_secure_carveout", "backend": "memfd", "type": "carveout", "live_bytes": 1114112,
+         "live_buffers": 2, "orphaned": [], "orphaned_bytes": 0, "pool_bytes": 0, "pool_buffers": 0}
     ])"));
 
     EXPECT_EQ(json.at("pids"), nlohmann::json::parse(R"([

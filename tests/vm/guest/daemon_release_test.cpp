@@ -301,7 +301,7 @@ TEST_F(DaemonOrphans, ADmaBufWhoseClientLeftIsListedUnderItsHeapUntilItsLastHold
         EXPECT_EQ(orphan->value("comm", ""), allocator.comm()) << orphan->dump();
         EXPECT_EQ(orphan->value("size", std::uint64_t{0}), size_in(i)) << orphan->dump();
         EXPECT_EQ(orphaned.size(), 1u) << entry->dump(2);
-        EXPECT_EQ(entry->value("total_bytes", std::uint64_t{0}), size_in(i)) << entry->dump(2);
+        EXPECT_EQ(entry->value("live_bytes", std::uint64_t{0}), size_in(i)) << entry->dump(2);
     }
 
     ASSERT_EQ(holder.channel().send("close"), "");
@@ -313,7 +313,7 @@ TEST_F(DaemonOrphans, ADmaBufWhoseClientLeftIsListedUnderItsHeapUntilItsLastHold
         const json *entry = find_by(now["heaps"], "name", heap.name);
         ASSERT_NE(entry, nullptr) << now.dump(2);
         EXPECT_TRUE(entry->value("orphaned", json::array()).empty()) << entry->dump(2);
-        EXPECT_EQ(entry->value("total_bytes", std::uint64_t{1}), 0u) << entry->dump(2);
+        EXPECT_EQ(entry->value("live_bytes", std::uint64_t{1}), 0u) << entry->dump(2);
     }
 
     EXPECT_EQ(holder.channel().send("exit"), "");

@@ -347,7 +347,7 @@ TEST_F(Service, AClientInTheGroupSharesABufferOfEveryHeapWithAnotherUserWhoImpor
         EXPECT_EQ(pid_bytes_in(stats, bob.pid(), heap), kSize) << pid_entry_text(stats, bob.pid());
         const json *totals = find_by(stats["heaps"], "name", heap);
         ASSERT_NE(totals, nullptr);
-        EXPECT_EQ(totals->value("total_bytes", std::uint64_t{0}), kSize);
+        EXPECT_EQ(totals->value("live_bytes", std::uint64_t{0}), kSize);
     }
     const json *bob_entry = find_by(stats["pids"], "pid", bob.pid());
     ASSERT_NE(bob_entry, nullptr);
