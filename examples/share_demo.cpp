@@ -2,7 +2,7 @@
 // ionsvc-share-demo: allocate a buffer from ionsvcd in one process, fill it,
 // and read it in another process that receives only the fd.
 //
-//   IONSVC_SOCKET=$PWD/run/ionsvc.sock build/examples/ionsvc-share-demo --size 4M --hold
+//   IONSVC_SOCKET=$PWD/run/ionsvc.sock build-quickstart/examples/ionsvc-share-demo --size 4M --hold
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>

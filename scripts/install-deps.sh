@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, whatever of ionsvc's build and test dependencies is missing.
 # Idempotent: when everything is present it touches nothing and needs no network.
+#   install-deps.sh          everything scripts/test.sh needs
+#   install-deps.sh --build  only what building the daemon, ionsvc-ctl and the
+#                            demo needs (scripts/run.sh)
 set -euo pipefail
 
-packages=(
+build_packages=(
     build-essential cmake ninja-build pkg-config
     libboost-dev
     libprotobuf-dev protobuf-compiler
     libspdlog-dev libfmt-dev
     libsystemd-dev
     libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
+)
+test_packages=(
     libgtest-dev libgmock-dev
     # The request border's fuzzer (tests/fuzz): clang with libFuzzer.
     clang libclang-rt-14-dev
@@ -27,6 +32,15 @@ packages=(
     # a Debian image made with debootstrap, written to an ext4 disk image.
     debootstrap e2fsprogs
 )
+
+case ${1:-} in
+--build) packages=("${build_packages[@]}") ;;
+"") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+*)
+    echo "usage: install-deps.sh [--build]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for package in "${packages[@]}"; do
