@@ -4,8 +4,9 @@
 #   install_test.sh layout KEY=VALUE...      every file in place with the right
 #       content and nothing else; a reinstall keeps the administrator's config;
 #       --prefix other than the configured one is refused; the installed
-#       daemon, ionsvc-ctl and a client built against the installed header
-#       and library work together, with the socket passed as systemd passes it
+#       daemon, ionsvc-ctl, a C++ client built with find_package(bufclient)
+#       and a C11 client built with pkg-config work together, with the
+#       socket passed as systemd passes it
 #   install_test.sh units KEY=VALUE...       the installed units pass
 #       systemd-analyze verify, enabling the service enables its socket too,
 #       the service's exposure stays at most max_exposure, and the users and groups the units and the udev rule
@@ -24,7 +25,7 @@ set -euo pipefail
 mode=${1:?usage: install_test.sh layout|units|prefix-usr KEY=VALUE...}
 shift
 known_keys=" cmake build_dir source_dir version prefix sbindir bindir libdir includedir sysconfdir
-    docdir unitdir sysusersdir udevrulesdir cxx cxxflags max_exposure "
+    docdir unitdir sysusersdir udevrulesdir build_type cc cxx cxxflags max_exposure "
 for argument in "$@"; do
     key=${argument%%=*}
     if [[ $argument != *=* || $known_keys != *[[:space:]]"$key"[[:space:]]* ]]; then
@@ -87,7 +88,11 @@ check_layout() {
         "$bindir/ionsvc-ctl"
         "$libdir/libbufclient.so" "$libdir/libbufclient.so.${version%%.*}" "$libdir/libbufclient.so.$version"
         "$libdir/libionsvc-wire.so" "$libdir/libionsvc-wire.so.${version%%.*}" "$libdir/libionsvc-wire.so.$version"
-        "$includedir/bufclient/bufclient.h"
+        "$includedir/bufclient/bufclient.h" "$includedir/bufclient/bufclient_c.h"
+        "$libdir/pkgconfig/bufclient.pc"
+        "$libdir/cmake/bufclient/bufclientConfig.cmake" "$libdir/cmake/bufclient/bufclientConfigVersion.cmake"
+        "$libdir/cmake/bufclient/bufclientTargets.cmake"
+        "$libdir/cmake/bufclient/bufclientTargets-${build_type,,}.cmake"
         "$includedir/ionsvc/expected.h" "$includedir/ionsvc/status.h" "$includedir/ionsvc/unique_fd.h"
         "$unitdir/ionsvc.service" "$unitdir/ionsvc.socket"
         "$sysusersdir/ionsvc.conf"
@@ -144,20 +149,39 @@ EOF
     check_installed_programs_work_together
 }
 
+# Programs outside the tree build against what was installed alone: a C++
+# one through find_package(bufclient CONFIG), a C11 one through pkg-config.
+build_installed_clients() {
+    local consumer=$work/consumer
+    if ! "$cmake" -S "$source_dir/tests/integration/consumer" -B "$consumer" -DCMAKE_BUILD_TYPE="$build_type" \
+        -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="$cxxflags" -DCMAKE_PREFIX_PATH="$stage$prefix" \
+        -DINSTALLED_CLIENT_SOURCE="$source_dir/tests/integration/installed_client.cpp" >"$work/consumer.log" 2>&1 ||
+        ! "$cmake" --build "$consumer" >>"$work/consumer.log" 2>&1; then
+        cat "$work/consumer.log" >&2
+        fail "a C++ client does not build with find_package(bufclient CONFIG) and bufclient::bufclient"
+    fi
+    pass "a C++ client builds with the installed CMake package (find_package(bufclient CONFIG))"
+
+    local flags
+    flags=$(PKG_CONFIG_LIBDIR=$stage$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$stage \
+        pkg-config --cflags --libs "bufclient = $version") || fail "pkg-config does not find bufclient $version"
+    # shellcheck disable=SC2086 # flags and cxxflags are lists of flags
+    if ! "$cc" -std=c11 -Wall -Wextra -Wpedantic -Werror $cxxflags "$source_dir/tests/integration/c_client.c" \
+        $flags -Wl,-rpath-link,"$stage$libdir" -o "$work/c_client" 2>"$work/compile.log"; then
+        cat "$work/compile.log" >&2
+        fail "a C11 client does not build with pkg-config --cflags --libs bufclient"
+    fi
+    pass "a C11 client builds with pkg-config's flags for bufclient ($flags)"
+}
+
 # The installed daemon, started the way systemd starts it (socket passed,
-# installed config), serves a client built from the installed header and
-# library alone, and the installed ionsvc-ctl sees it.
+# installed config), serves the clients built from the installed headers
+# and library alone, and the installed ionsvc-ctl sees it.
 check_installed_programs_work_together() {
     # Where the dynamic linker would find them once installed.
     export LD_LIBRARY_PATH=$stage$libdir
-    local client=$work/installed_client
-    # shellcheck disable=SC2086 # cxxflags is a list of flags
-    if ! "$cxx" -std=c++20 $cxxflags -I"$stage$includedir" "$source_dir/tests/integration/installed_client.cpp" \
-        -L"$stage$libdir" -Wl,-rpath-link,"$stage$libdir" -lbufclient -o "$client" 2>"$work/compile.log"; then
-        cat "$work/compile.log" >&2
-        fail "a client does not build against the installed <bufclient/bufclient.h> and libbufclient"
-    fi
-    pass "a client builds against the installed header and library alone"
+    build_installed_clients
+    local client=$work/consumer/installed_client
 
     local socket=$work/run/ionsvc.sock
     mkdir "$work/run"
@@ -180,6 +204,9 @@ check_installed_programs_work_together() {
     result=$("$client" "$socket" 2>&1) ||
         fail "the installed daemon did not serve the installed client: $result"$'\n'"$(cat "$work/daemon.log")"
     [[ $result == *"from heap 'memfd'"* ]] || fail "unexpected client output: $result"
+    result=$("$work/c_client" "$socket" tour 2>&1) ||
+        fail "the installed daemon did not serve the C11 client: $result"$'\n'"$(cat "$work/daemon.log")"
+    [[ $result == *"freed everything"* ]] || fail "unexpected C11 client output: $result"
     result=$("$stage$bindir/ionsvc-ctl" --socket "$socket" heaps 2>&1) ||
         fail "the installed ionsvc-ctl failed: $result"
     [[ $result == *memfd* ]] || fail "the installed ionsvc-ctl does not list the memfd heap: $result"
@@ -193,7 +220,7 @@ check_installed_programs_work_together() {
     grep -q "listening on the socket systemd passed" "$work/daemon.log" ||
         fail "the daemon did not take the passed socket:"$'\n'"$(cat "$work/daemon.log")"
     [[ -S $socket ]] || fail "the daemon removed the socket file that its activator owns"
-    pass "the installed daemon, socket-activated on the installed config, served the installed client and ionsvc-ctl"
+    pass "the installed daemon, socket-activated on the installed config, served the installed C++ and C clients and ionsvc-ctl"
 }
 
 check_units() {
