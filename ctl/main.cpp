@@ -100,6 +100,7 @@ int run(int argc, char **argv)
 {
     Options options;
     CLI::App app{"Shows the buffers ionsvcd has handed out, per process, heap and client.", "ionsvc-ctl"};
+    app.set_version_flag("--version", "ionsvc-ctl " + std::string(IONSVC_VERSION));
     app.require_subcommand(1);
     // Lets --socket come after the subcommand too.
     app.fallthrough();

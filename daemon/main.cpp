@@ -325,7 +325,7 @@ int main(int argc, char **argv)
     Options options;
     CLI::App app{"ionsvcd: hands out dma-buf and memfd buffers to clients over a Unix socket, "
                  "with per-client accounting"};
-    app.set_version_flag("--version", std::string(IONSVC_VERSION));
+    app.set_version_flag("--version", "ionsvcd " + std::string(IONSVC_VERSION));
     app.add_option("--socket", options.socket_path, "Path of the listening socket")
         ->capture_default_str();
     app.add_option("--socket-mode", options.socket_mode,

@@ -25,7 +25,7 @@ set -euo pipefail
 mode=${1:?usage: install_test.sh layout|units|prefix-usr KEY=VALUE...}
 shift
 known_keys=" cmake build_dir source_dir version prefix sbindir bindir libdir includedir sysconfdir
-    docdir unitdir sysusersdir udevrulesdir build_type cc cxx cxxflags max_exposure "
+    docdir mandir unitdir sysusersdir udevrulesdir build_type cc cxx cxxflags max_exposure "
 for argument in "$@"; do
     key=${argument%%=*}
     if [[ $argument != *=* || $known_keys != *[[:space:]]"$key"[[:space:]]* ]]; then
@@ -99,6 +99,7 @@ check_layout() {
         "$udevrulesdir/60-ionsvc.rules"
         "$sysconfdir/ionsvc/ionsvc.conf"
         "$docdir/SYSTEMD.md"
+        "$mandir/man8/ionsvcd.8" "$mandir/man1/ionsvc-ctl.1" "$mandir/man5/ionsvc.conf.5"
     )
     local difference
     difference=$(diff <(printf '%s\n' "${expected[@]}" | sort) \
@@ -146,7 +147,40 @@ EOF
     [[ ! -e $work/elsewhere ]] || fail "the refused --prefix install copied files before it stopped"
     pass "cmake --install --prefix with another prefix is refused before anything is copied"
 
+    check_man_pages
     check_installed_programs_work_together
+}
+
+# Each man page renders without a warning, carries the version, and names
+# every long option its program's --help lists; ionsvc-ctl --version and
+# ionsvcd --version say the version.
+check_man_pages() {
+    local page warnings
+    for page in man8/ionsvcd.8 man1/ionsvc-ctl.1 man5/ionsvc.conf.5; do
+        warnings=$(groff -man -ww -z -t "$stage$mandir/$page" 2>&1) ||
+            fail "groff failed on $page: $warnings"
+        [[ -z $warnings ]] || fail "$page renders with warnings:"$'\n'"$warnings"
+        grep -q "\"ionsvc $version\"" "$stage$mandir/$page" || fail "$page does not carry version $version"
+    done
+    export LD_LIBRARY_PATH=$stage$libdir
+    local program option
+    for program in "$sbindir/ionsvcd:man8/ionsvcd.8" "$bindir/ionsvc-ctl:man1/ionsvc-ctl.1"; do
+        page=${program#*:}
+        program=$stage${program%%:*}
+        # The program's options and, for ionsvc-ctl, its subcommands'.
+        local helps
+        helps=$("$program" --help)
+        if [[ $program == */ionsvc-ctl ]]; then
+            helps+=$("$program" stats --help)$("$program" heaps --help)
+        fi
+        for option in $(grep -o -- '--[a-z-]*' <<<"$helps" | sort -u); do
+            [[ $option == --help ]] && continue
+            grep -qF -- "${option//-/\\-}" "$stage$mandir/$page" ||
+                fail "$page does not document $option, which ${program##*/} --help lists"
+        done
+        [[ $("$program" --version) == *"$version"* ]] || fail "${program##*/} --version does not say $version"
+    done
+    pass "the man pages render without warnings and document every option; --version says $version"
 }
 
 # Programs outside the tree build against what was installed alone: a C++
