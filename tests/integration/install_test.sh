@@ -85,7 +85,7 @@ check_layout() {
     # Every file, and nothing else (no test binaries, no static libraries).
     local expected=(
         "$sbindir/ionsvcd"
-        "$bindir/ionsvc-ctl"
+        "$bindir/ionsvc-ctl" "$bindir/ionsvc-run" "$libdir/libionsvc-compat.so"
         "$libdir/libbufclient.so" "$libdir/libbufclient.so.${version%%.*}" "$libdir/libbufclient.so.$version"
         "$libdir/libionsvc-wire.so" "$libdir/libionsvc-wire.so.${version%%.*}" "$libdir/libionsvc-wire.so.$version"
         "$includedir/bufclient/bufclient.h" "$includedir/bufclient/bufclient_c.h"
@@ -106,9 +106,11 @@ check_layout() {
                       <(cd "$stage" && find . ! -type d | sed 's|^\.||' | sort)) ||
         fail "the installed files differ from the expected ones ('<' missing, '>' unexpected):"$'\n'"$difference"
     local program
-    for program in "$sbindir/ionsvcd" "$bindir/ionsvc-ctl"; do
+    for program in "$sbindir/ionsvcd" "$bindir/ionsvc-ctl" "$bindir/ionsvc-run"; do
         [[ -x $stage$program ]] || fail "$program is not executable"
     done
+    grep -q "^LD_PRELOAD=\"$libdir/libionsvc-compat.so" "$stage$bindir/ionsvc-run" ||
+        fail "the installed ionsvc-run does not preload $libdir/libionsvc-compat.so"
     pass "every file is in place under $prefix and $sysconfdir, and nothing else"
 
     local source installed
