@@ -20,8 +20,10 @@ using ::testing::MatchesRegex;
 // compat_client under ionsvc-run, talking to the daemon at socket.
 CommandResult run_compat(const std::string &socket, std::vector<std::string> arguments)
 {
-    std::vector<std::string> command = {"/usr/bin/env", "IONSVC_SOCKET=" + socket, IONSVC_RUN_PATH,
-                                        IONSVC_COMPAT_CLIENT_PATH};
+    std::vector<std::string> command = {"/usr/bin/env", "IONSVC_SOCKET=" + socket};
+    if (const std::string first = IONSVC_TEST_PRELOAD; !first.empty())
+        command.push_back("LD_PRELOAD=" + first);
+    command.insert(command.end(), {IONSVC_RUN_PATH, IONSVC_COMPAT_CLIENT_PATH});
     command.insert(command.end(), arguments.begin(), arguments.end());
     return run_command(command);
 }

@@ -109,7 +109,7 @@ check_layout() {
     for program in "$sbindir/ionsvcd" "$bindir/ionsvc-ctl" "$bindir/ionsvc-run"; do
         [[ -x $stage$program ]] || fail "$program is not executable"
     done
-    grep -q "^LD_PRELOAD=\"$libdir/libionsvc-compat.so" "$stage$bindir/ionsvc-run" ||
+    grep -q "^LD_PRELOAD=.*:}$libdir/libionsvc-compat.so\"$" "$stage$bindir/ionsvc-run" ||
         fail "the installed ionsvc-run does not preload $libdir/libionsvc-compat.so"
     pass "every file is in place under $prefix and $sysconfdir, and nothing else"
 
