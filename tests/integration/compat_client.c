@@ -13,6 +13,11 @@
  *                               same checks
  *   compat_client quota         an allocation past the daemon's quota
  *   compat_client missing       a heap the daemon cannot serve
+ *   compat_client hold dma-heap|ion
+ *                               allocates 64 KiB, writes the pattern, sends
+ *                               the fd ("holding") over the socket at fd 3,
+ *                               and exits once a byte comes back (the VM
+ *                               tests read it through an importer)
  *
  * Prints one line per step; exits 0 if every step went as expected.
  */
@@ -234,6 +239,50 @@ static int missing(void)
     return 0;
 }
 
+static int hold(const char *device)
+{
+    int buffer = -1;
+    if (strcmp(device, "ion") == 0) {
+        const int ion = open("/dev/ion", O_RDWR | O_CLOEXEC);
+        EXPECT(ion >= 0);
+        struct ion_heap_data heaps[32];
+        struct ion_heap_query query = {.cnt = 32, .heaps = (unsigned long)heaps};
+        EXPECT(ioctl(ion, ION_IOC_HEAP_QUERY, &query) == 0 && query.cnt >= 1);
+        struct ion_allocation_data data = {.len = kSize, .heap_id_mask = 1u << heaps[0].heap_id};
+        EXPECT(ioctl(ion, ION_IOC_ALLOC, &data) == 0);
+        buffer = (int)data.fd;
+        close(ion);
+    } else {
+        const int heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+        EXPECT(heap >= 0);
+        struct dma_heap_allocation_data data = {.len = kSize, .fd_flags = O_RDWR | O_CLOEXEC};
+        EXPECT(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &data) == 0);
+        buffer = (int)data.fd;
+        close(heap);
+    }
+    unsigned char *bytes = mmap(NULL, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, buffer, 0);
+    EXPECT(bytes != MAP_FAILED);
+    for (size_t i = 0; i < kSize; ++i)
+        bytes[i] = pattern_at(i);
+    munmap(bytes, kSize);
+
+    char text[] = "holding";
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof(control));
+    struct iovec data = {text, strlen(text)};
+    struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &buffer, sizeof(buffer));
+    EXPECT(sendmsg(3, &message, 0) == (ssize_t)strlen(text));
+    char done;
+    EXPECT(read(3, &done, 1) == 1);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -245,6 +294,8 @@ int main(int argc, char **argv)
         return quota();
     if (argc == 2 && strcmp(argv[1], "missing") == 0)
         return missing();
-    fprintf(stderr, "usage: compat_client dma-heap|ion CTL, or quota|missing\n");
+    if (argc == 3 && strcmp(argv[1], "hold") == 0)
+        return hold(argv[2]);
+    fprintf(stderr, "usage: compat_client dma-heap|ion CTL, quota, missing, or hold dma-heap|ion\n");
     return 2;
 }
