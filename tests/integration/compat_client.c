@@ -13,6 +13,8 @@
  *                               same checks
  *   compat_client quota         an allocation past the daemon's quota
  *   compat_client missing       a heap the daemon cannot serve
+ *   compat_client threads       four threads allocate at once through one
+ *                               heap fd (the process's one connection)
  *   compat_client hold dma-heap|ion
  *                               allocates 64 KiB, writes the pattern, sends
  *                               the fd ("holding") over the socket at fd 3,
@@ -25,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/dma-heap.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,22 @@ enum { kSize = 65536 };
 static unsigned char pattern_at(size_t offset)
 {
     return (unsigned char)((offset * 13 + 5) & 0xff);
+}
+
+/* Sends text with fd (SCM_RIGHTS) on socket. */
+static void send_fd(int socket, const char *text, int fd)
+{
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof(control));
+    struct iovec data = {(void *)text, strlen(text)};
+    struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = control,
+                             .msg_controllen = sizeof(control)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(fd));
+    EXPECT(sendmsg(socket, &message, 0) == (ssize_t)strlen(text));
 }
 
 /* Fills the buffer, sends its fd to a child that maps it and checks every
@@ -87,18 +106,7 @@ static void share_with_another_process(int buffer)
         }
         _exit(0);
     }
-    char byte = 'b';
-    char control[CMSG_SPACE(sizeof(int))];
-    memset(control, 0, sizeof(control));
-    struct iovec data = {&byte, 1};
-    struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = control,
-                             .msg_controllen = sizeof(control)};
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &buffer, sizeof(buffer));
-    EXPECT(sendmsg(pair[0], &message, 0) == 1);
+    send_fd(pair[0], "b", buffer);
     int status;
     EXPECT(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     close(pair[0]);
@@ -239,6 +247,38 @@ static int missing(void)
     return 0;
 }
 
+enum { kThreads = 4, kPerThread = 16 };
+
+static void *allocate_some(void *heap)
+{
+    for (int i = 0; i < kPerThread; ++i) {
+        struct dma_heap_allocation_data data = {.len = 4096, .fd_flags = O_RDWR | O_CLOEXEC};
+        if (ioctl(*(const int *)heap, DMA_HEAP_IOCTL_ALLOC, &data) != 0)
+            return (void *)1;
+        close((int)data.fd);
+    }
+    return NULL;
+}
+
+static int threads(void)
+{
+    int heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+    EXPECT(heap >= 0);
+    pthread_t workers[kThreads];
+    for (int i = 0; i < kThreads; ++i)
+        EXPECT(pthread_create(&workers[i], NULL, allocate_some, &heap) == 0);
+    int failed = 0;
+    for (int i = 0; i < kThreads; ++i) {
+        void *result;
+        EXPECT(pthread_join(workers[i], &result) == 0);
+        failed += result != NULL;
+    }
+    EXPECT(failed == 0);
+    printf("%d threads allocated %d buffers each\n", kThreads, kPerThread);
+    close(heap);
+    return 0;
+}
+
 static int hold(const char *device)
 {
     int buffer = -1;
@@ -266,18 +306,7 @@ static int hold(const char *device)
         bytes[i] = pattern_at(i);
     munmap(bytes, kSize);
 
-    char text[] = "holding";
-    char control[CMSG_SPACE(sizeof(int))];
-    memset(control, 0, sizeof(control));
-    struct iovec data = {text, strlen(text)};
-    struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = control,
-                             .msg_controllen = sizeof(control)};
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &buffer, sizeof(buffer));
-    EXPECT(sendmsg(3, &message, 0) == (ssize_t)strlen(text));
+    send_fd(3, "holding", buffer);
     char done;
     EXPECT(read(3, &done, 1) == 1);
     return 0;
@@ -294,8 +323,10 @@ int main(int argc, char **argv)
         return quota();
     if (argc == 2 && strcmp(argv[1], "missing") == 0)
         return missing();
+    if (argc == 2 && strcmp(argv[1], "threads") == 0)
+        return threads();
     if (argc == 3 && strcmp(argv[1], "hold") == 0)
         return hold(argv[2]);
-    fprintf(stderr, "usage: compat_client dma-heap|ion CTL, quota, missing, or hold dma-heap|ion\n");
+    fprintf(stderr, "usage: compat_client dma-heap|ion CTL, quota, missing, threads, or hold dma-heap|ion\n");
     return 2;
 }

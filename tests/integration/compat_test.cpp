@@ -3,6 +3,7 @@
 // against the kernel's uapi alone (compat_client.c), run under ionsvc-run,
 // gets its dma-heap and ION buffers from the real daemon.
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,20 @@ TEST(Compat, AProgramOfTheIonUapiQueriesHeapsAndAllocatesByMask)
     EXPECT_THAT(result.out, HasSubstr("another process read all 65536 bytes"));
     EXPECT_THAT(result.out, ::testing::ContainsRegex("[0-9]+  compat_client +[0-9]+ +1  memfd +1  65536"));
     EXPECT_THAT(result.out, HasSubstr("refusals are ION's"));
+}
+
+TEST(Compat, ThreadsAllocateAtOnceOverTheProcesssOneConnection)
+{
+    DaemonProcess daemon;
+    const CommandResult result = run_compat(daemon.socket_path(), {"threads"});
+    EXPECT_EQ(result.exit_code, 0) << result.err << result.out;
+    EXPECT_THAT(result.out, HasSubstr("4 threads allocated 16 buffers each"));
+    // All of them on one connection: the daemon saw the program connect once.
+    std::size_t connects = 0;
+    std::istringstream log(daemon.log());
+    for (std::string line; std::getline(log, line);)
+        connects += line.find(" connected: ") != std::string::npos && line.find("'compat_client'") != std::string::npos;
+    EXPECT_EQ(connects, 1u) << daemon.log();
 }
 
 TEST(Compat, AnAllocationPastTheQuotaIsEnomem)
