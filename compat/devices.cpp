@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -38,16 +39,30 @@ struct IonHeap
     std::string daemon_heap; // synthetic: the alias to ask for; else empty (ask by mask)
 };
 
-// The one connection of this process, made at the first open, and what it
-// learnt of the daemon's heaps. Held across calls into libbufclient; never
-// taken by the fd wrappers (libbufclient closes fds too).
-std::mutex connection_mutex;
-std::optional<bufclient::Client> connection;
-std::vector<HeapInfo> heaps;
+struct State
+{
+    // The one connection of this process, made at the first open, and what
+    // it learnt of the daemon's heaps. Held across calls into libbufclient;
+    // never taken by the fd wrappers (libbufclient closes fds too).
+    std::mutex connection_mutex;
+    std::optional<bufclient::Client> connection;
+    std::vector<HeapInfo> heaps;
 
-// The stand-in fds. Only table operations run under it.
-std::mutex table_mutex;
-std::unordered_map<int, Device> devices;
+    // The stand-in fds. Only table operations run under it.
+    std::mutex table_mutex;
+    std::unordered_map<int, Device> devices;
+    // How many there are: with none, the fd wrappers take no lock.
+    std::atomic<std::size_t> device_count{0};
+};
+
+// Made at first use and never destroyed: any library's constructors and
+// exit handlers may open, close or dup before this library's statics
+// exist or after they would be gone.
+State &state()
+{
+    static State *const instance = new State;
+    return *instance;
+}
 
 bool debug_enabled()
 {
@@ -88,7 +103,7 @@ int refused(const bufclient::Error &error)
 // reached. Called with connection_mutex held.
 bool connected()
 {
-    if (connection)
+    if (state().connection)
         return true;
     auto client = bufclient::Client::connect({.client_name = "ionsvc-compat"});
     if (!client) {
@@ -99,14 +114,14 @@ bool connected()
     auto listed = client->list_heaps();
     if (!listed)
         return false;
-    heaps = std::move(*listed);
-    connection.emplace(std::move(*client));
+    state().heaps = std::move(*listed);
+    state().connection.emplace(std::move(*client));
     return true;
 }
 
 bool serves(std::string_view name)
 {
-    return std::any_of(heaps.begin(), heaps.end(), [&](const HeapInfo &heap) {
+    return std::any_of(state().heaps.begin(), state().heaps.end(), [&](const HeapInfo &heap) {
         return heap.name == name || std::find(heap.aliases.begin(), heap.aliases.end(), name) != heap.aliases.end();
     });
 }
@@ -144,7 +159,7 @@ std::uint32_t ion_type_of(const std::string &type)
 std::vector<IonHeap> ion_heaps()
 {
     std::vector<IonHeap> result;
-    for (const HeapInfo &heap : heaps) {
+    for (const HeapInfo &heap : state().heaps) {
         if (heap.ion_heap_id) {
             const std::string_view name = std::string_view(heap.name).substr(heap.name.find(':') + 1);
             result.push_back({std::string(name), ion_type_of(heap.type), *heap.ion_heap_id, {}});
@@ -164,7 +179,7 @@ std::vector<IonHeap> ion_heaps()
 // or -errno.
 int allocate(bufclient::AllocOptions options, bool cloexec)
 {
-    auto buffers = connection->allocate(options);
+    auto buffers = state().connection->allocate(options);
     if (!buffers)
         return refused(buffers.error());
     int fd = buffers->front().take_fd().release();
@@ -184,7 +199,7 @@ int dma_heap_alloc(const Device &device, dma_heap_allocation_data &data)
         return -EINVAL;
     if (data.len == 0)
         return -EINVAL;
-    const std::lock_guard lock(connection_mutex);
+    const std::lock_guard lock(state().connection_mutex);
     if (!connected())
         return -EIO;
     const std::string heap = daemon_heap_of_node(device.heap_node);
@@ -203,7 +218,7 @@ int ion_alloc(ion_allocation_data &data)
     if ((data.flags & ~static_cast<std::uint32_t>(ION_FLAG_CACHED | ION_FLAG_CACHED_NEEDS_SYNC)) != 0 ||
         data.len == 0)
         return -EINVAL;
-    const std::lock_guard lock(connection_mutex);
+    const std::lock_guard lock(state().connection_mutex);
     if (!connected())
         return -EIO;
     const std::vector<IonHeap> known = ion_heaps();
@@ -232,7 +247,7 @@ int query_ion_heaps(ion_heap_query &query)
 {
     if (query.reserved0 || query.reserved1 || query.reserved2)
         return -EINVAL;
-    const std::lock_guard lock(connection_mutex);
+    const std::lock_guard lock(state().connection_mutex);
     if (!connected())
         return -EIO;
     const std::vector<IonHeap> known = ion_heaps();
@@ -270,21 +285,21 @@ int with_argument(void *argument, Handler &&handler)
 
 void lock_for_fork()
 {
-    connection_mutex.lock();
-    table_mutex.lock();
+    state().connection_mutex.lock();
+    state().table_mutex.lock();
 }
 
 void unlock_after_fork()
 {
-    table_mutex.unlock();
-    connection_mutex.unlock();
+    state().table_mutex.unlock();
+    state().connection_mutex.unlock();
 }
 
 void child_after_fork()
 {
-    table_mutex.unlock();
+    state().table_mutex.unlock();
     forget_connection_after_fork();
-    connection_mutex.unlock();
+    state().connection_mutex.unlock();
 }
 
 [[gnu::constructor]] void install_fork_handlers()
@@ -313,7 +328,7 @@ std::optional<Device> device_of_path(const char *path)
 int open_device(const Device &device, int flags)
 {
     {
-        const std::lock_guard lock(connection_mutex);
+        const std::lock_guard lock(state().connection_mutex);
         if (!connected())
             return -EAGAIN;
         if (device.kind == Device::Kind::kDmaHeap && daemon_heap_of_node(device.heap_node).empty())
@@ -323,42 +338,61 @@ int open_device(const Device &device, int flags)
     const int fd = ::memfd_create(name.c_str(), (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
     if (fd < 0)
         return -errno;
-    const std::lock_guard lock(table_mutex);
-    devices[fd] = device;
+    State &s = state();
+    const std::lock_guard lock(s.table_mutex);
+    s.devices[fd] = device;
+    s.device_count.store(s.devices.size(), std::memory_order_release);
     return fd;
 }
 
 bool is_device(int fd)
 {
-    const std::lock_guard lock(table_mutex);
-    return devices.contains(fd);
+    State &s = state();
+    if (s.device_count.load(std::memory_order_acquire) == 0)
+        return false;
+    const std::lock_guard lock(s.table_mutex);
+    return s.devices.contains(fd);
 }
 
 void device_duplicated(int fd, int duplicate)
 {
-    const std::lock_guard lock(table_mutex);
-    const auto found = devices.find(fd);
-    if (found == devices.end()) {
-        // dup2/dup3 onto a stand-in replaces it.
-        devices.erase(duplicate);
+    State &s = state();
+    if (s.device_count.load(std::memory_order_acquire) == 0)
         return;
+    const std::lock_guard lock(s.table_mutex);
+    const auto found = s.devices.find(fd);
+    if (found == s.devices.end()) {
+        // dup2/dup3 onto a stand-in replaces it.
+        s.devices.erase(duplicate);
+    } else {
+        Device copy = found->second;
+        s.devices[duplicate] = std::move(copy);
     }
-    Device copy = found->second;
-    devices[duplicate] = std::move(copy);
+    s.device_count.store(s.devices.size(), std::memory_order_release);
+}
+
+void devices_closed(int first, int last)
+{
+    State &s = state();
+    if (s.device_count.load(std::memory_order_acquire) == 0)
+        return;
+    const std::lock_guard lock(s.table_mutex);
+    std::erase_if(s.devices, [&](const auto &entry) { return entry.first >= first && entry.first <= last; });
+    s.device_count.store(s.devices.size(), std::memory_order_release);
 }
 
 void device_closed(int fd)
 {
-    const std::lock_guard lock(table_mutex);
-    devices.erase(fd);
+    devices_closed(fd, fd);
 }
 
 int device_ioctl(int fd, unsigned long request, void *argument)
 {
     std::optional<Device> device;
     {
-        const std::lock_guard lock(table_mutex);
-        if (const auto found = devices.find(fd); found != devices.end())
+        State &s = state();
+        const std::lock_guard lock(s.table_mutex);
+        if (const auto found = s.devices.find(fd); found != s.devices.end())
             device = found->second;
     }
     if (!device)
@@ -383,8 +417,8 @@ void forget_connection_after_fork()
 {
     // Closes the child's copy of the socket and nothing else: the parent's
     // connection goes on. The child connects anew at its first request.
-    connection.reset();
-    heaps.clear();
+    state().connection.reset();
+    state().heaps.clear();
 }
 
 } // namespace ionsvc::compat

@@ -34,6 +34,8 @@ bool is_device(int fd);
 // The stand-ins follow their fd: dup'ed, replaced or closed.
 void device_duplicated(int fd, int duplicate);
 void device_closed(int fd);
+// close_range(first, last): every stand-in from first to last.
+void devices_closed(int first, int last);
 
 // An ioctl on a stand-in, served as the kernel would serve it on the real
 // node: 0, or -errno. Unknown requests are -ENOTTY.

@@ -5,9 +5,12 @@
 // came.
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -143,6 +146,18 @@ int close(int fd)
     static Close *const real = next<Close>("close");
     ionsvc::compat::device_closed(fd);
     return real(fd);
+}
+
+int close_range(unsigned first, unsigned last, int flags)
+{
+    using CloseRange = int(unsigned, unsigned, int);
+    static CloseRange *const real = next<CloseRange>("close_range");
+    const int result = real(first, last, flags);
+    // CLOSE_RANGE_CLOEXEC only marks them.
+    if (result == 0 && (flags & CLOSE_RANGE_CLOEXEC) == 0)
+        ionsvc::compat::devices_closed(static_cast<int>(std::min(first, unsigned{INT_MAX})),
+                                       static_cast<int>(std::min(last, unsigned{INT_MAX})));
+    return result;
 }
 
 int dup(int fd)

@@ -176,7 +176,10 @@ static int dma_heap(const char *ctl)
     EXPECT(ioctl(copy, FIONREAD, &unused) == -1 && errno == ENOTTY);
     EXPECT(close(copy) == 0);
     EXPECT(ioctl(copy, DMA_HEAP_IOCTL_ALLOC, &plain) == -1 && errno == EBADF);
-    printf("refusals are the kernel's: EINVAL, ENOTTY, EBADF once closed\n");
+    const int ranged = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+    EXPECT(ranged >= 0 && close_range((unsigned)ranged, (unsigned)ranged, 0) == 0);
+    EXPECT(ioctl(ranged, DMA_HEAP_IOCTL_ALLOC, &plain) == -1 && errno == EBADF);
+    printf("refusals are the kernel's: EINVAL, ENOTTY, EBADF once closed (close or close_range)\n");
 
     /* Every other open goes to libc as it came, its mode too. */
     char path[] = "/tmp/compat-client-XXXXXX";
