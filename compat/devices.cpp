@@ -345,13 +345,15 @@ int open_device(const Device &device, int flags)
     return fd;
 }
 
-bool is_device(int fd)
+std::optional<Device> device_at(int fd)
 {
     State &s = state();
     if (s.device_count.load(std::memory_order_acquire) == 0)
-        return false;
+        return std::nullopt;
     const std::lock_guard lock(s.table_mutex);
-    return s.devices.contains(fd);
+    if (const auto found = s.devices.find(fd); found != s.devices.end())
+        return found->second;
+    return std::nullopt;
 }
 
 void device_duplicated(int fd, int duplicate)
@@ -386,21 +388,12 @@ void device_closed(int fd)
     devices_closed(fd, fd);
 }
 
-int device_ioctl(int fd, unsigned long request, void *argument)
+int device_ioctl(const Device &device, unsigned long request, void *argument)
 {
-    std::optional<Device> device;
-    {
-        State &s = state();
-        const std::lock_guard lock(s.table_mutex);
-        if (const auto found = s.devices.find(fd); found != s.devices.end())
-            device = found->second;
-    }
-    if (!device)
-        return -ENOTTY;
-    if (device->kind == Device::Kind::kDmaHeap) {
+    if (device.kind == Device::Kind::kDmaHeap) {
         if (request == DMA_HEAP_IOCTL_ALLOC)
             return with_argument<dma_heap_allocation_data>(
-                argument, [&](dma_heap_allocation_data &data) { return dma_heap_alloc(*device, data); });
+                argument, [&](dma_heap_allocation_data &data) { return dma_heap_alloc(device, data); });
         // The dma-heap core refuses numbers past its table before anything else.
         if (_IOC_TYPE(request) == DMA_HEAP_IOC_MAGIC && _IOC_NR(request) >= 1)
             return -EINVAL;

@@ -29,17 +29,17 @@ std::optional<Device> device_of_path(const char *path);
 // caller then tries the kernel's node).
 int open_device(const Device &device, int flags);
 
-// Whether fd is one of this process's stand-ins.
-bool is_device(int fd);
+// The device fd stands in for, if it is one of this process's stand-ins.
+std::optional<Device> device_at(int fd);
 // The stand-ins follow their fd: dup'ed, replaced or closed.
 void device_duplicated(int fd, int duplicate);
 void device_closed(int fd);
 // close_range(first, last): every stand-in from first to last.
 void devices_closed(int first, int last);
 
-// An ioctl on a stand-in, served as the kernel would serve it on the real
-// node: 0, or -errno. Unknown requests are -ENOTTY.
-int device_ioctl(int fd, unsigned long request, void *argument);
+// An ioctl on a stand-in for device, served as the kernel would serve it
+// on the real node: 0, or -errno. Unknown requests are -ENOTTY.
+int device_ioctl(const Device &device, unsigned long request, void *argument);
 
 // In a forked child: the parent's connection is not ours to use.
 void forget_connection_after_fork();

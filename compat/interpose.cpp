@@ -75,7 +75,7 @@ int open_at(int directory, const char *path, int flags, mode_t mode)
 
 int duplicated(int fd, int result)
 {
-    if (result >= 0 && ionsvc::compat::is_device(fd))
+    if (result >= 0)
         ionsvc::compat::device_duplicated(fd, result);
     return result;
 }
@@ -127,8 +127,8 @@ int ioctl(int fd, unsigned long request, ...)
     va_start(arguments, request);
     void *argument = va_arg(arguments, void *);
     va_end(arguments);
-    if (ionsvc::compat::is_device(fd)) {
-        const int result = ionsvc::compat::device_ioctl(fd, request, argument);
+    if (const auto device = ionsvc::compat::device_at(fd)) {
+        const int result = ionsvc::compat::device_ioctl(*device, request, argument);
         if (result < 0) {
             errno = -result;
             return -1;

@@ -134,10 +134,7 @@ TEST_F(ConnectionLimits, OneConnectionPastTheUidsLimitIsRefusedNamingIt)
     EXPECT_THAT(read_all(message), HasSubstr("uid 65534 has 4 connections open, the most one uid may have "
                                              "(connections.per_uid in the config file)"));
 
-    // Everyone else is still served: root's stats and another user.
-    const CommandResult stats = root_stats();
-    EXPECT_EQ(stats.exit_code, 0) << stats.err;
-    EXPECT_EQ(bystander_allocation(), StatusCode::kOk);
+    open_->expect_others_served(kBystander);
 
     release.close_write_end();
     EXPECT_EQ(child.wait(), kRefused);
