@@ -13,6 +13,9 @@ build_packages=(
     libspdlog-dev libfmt-dev
     libsystemd-dev
     libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
+    # The Debian package (cpack): dpkg-shlibdeps finds its Depends, and
+    # CPack tells programs and libraries apart with file(1).
+    dpkg-dev file
 )
 test_packages=(
     libgtest-dev libgmock-dev

@@ -5,7 +5,8 @@
 # built with AddressSanitizer + UndefinedBehaviorSanitizer.
 # Among the tests, install.* stage `cmake --install` in a DESTDIR and check
 # the installed files, run systemd-analyze verify and security on the
-# installed units, and fail on any warning (see docs/SYSTEMD.md).
+# installed units, and fail on any warning; package.deb makes the Debian
+# package that the systemd VM test installs (see docs/SYSTEMD.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,15 +4,17 @@
 #              built against it (kernel.sh, shared with vm.sh)
 #   image    - a minimal Debian 12 made by debootstrap (systemd, udev and
 #              the libraries ionsvc links), cached per package list
-#   install  - `cmake --install` of the build into a copy of it, plus the
-#              test binary, its users and a unit that runs it after boot
+#   install  - the Debian package (cpack, tests/integration/package_test.sh)
+#              copied into a copy of it, with the test binary, its users and
+#              a unit that installs the package with dpkg once systemd runs
+#              and then runs the tests
 #   boot     - the kernel under TCG; the initramfs mounts the image and
 #              starts its systemd; the test unit powers the VM off
 #   collect  - the results come back on serial ports (files here) and must
 #              end with END
 # Anything that stops the tests from running is an error (exit 1).
 #
-# usage: systemd-vm.sh --series 6.12 --source SRC_DIR --build BUILD_DIR
+# usage: systemd-vm.sh --series 6.12 --source SRC_DIR --package ionsvc_VERSION_ARCH.deb
 #                      --test-binary ionsvc_systemd_test --out OUT_DIR
 #                      --ctl INSTALLED_IONSVC_CTL --config INSTALLED_CONFIG
 # env:   IONSVC_VM_CACHE (default /var/cache/ionsvc-vm)
@@ -34,17 +36,18 @@ test_name=ionsvc_systemd_test
 . "$here/kernel.sh"
 
 # What the image has besides debootstrap's minbase: systemd as init, udev
-# for the device rule, procps for the unit's ExecReload=/bin/kill.
-base_packages=(systemd systemd-sysv udev dbus kmod procps)
+# for the device rule, procps for the unit's ExecReload=/bin/kill, passwd
+# for the administrator's usermod.
+base_packages=(systemd systemd-sysv udev dbus kmod procps passwd)
 
 parse_args() {
-    series='' src='' build='' test_binary='' out='' ctl='' config=''
+    series='' src='' package='' test_binary='' out='' ctl='' config=''
     while (($#)); do
         (($# >= 2)) || die "$1 needs a value"
         case $1 in
             --series) series=$2 ;;
             --source) src=$2 ;;
-            --build) build=$2 ;;
+            --package) package=$2 ;;
             --test-binary) test_binary=$2 ;;
             --out) out=$2 ;;
             --ctl) ctl=$2 ;;
@@ -54,11 +57,12 @@ parse_args() {
         shift 2
     done
     set_series "$series"
-    [[ -d $src && -d $build && -n $out ]] || die "--source and --build must be directories, --out given"
+    [[ -d $src && -n $out ]] || die "--source must be a directory, --out given"
+    [[ -f $package ]] || die "package '$package' does not exist (package.deb makes it: ctest -R package.deb)"
     [[ -x $test_binary ]] || die "test binary '$test_binary' does not exist (was ionsvc_systemd_test built?)"
     [[ $ctl == /* && $config == /* ]] || die "--ctl and --config must be the absolute installed paths"
     mkdir -p "$out"
-    src=$(realpath "$src") build=$(realpath "$build") out=$(realpath "$out")
+    src=$(realpath "$src") package=$(realpath "$package") out=$(realpath "$out")
     test_binary=$(realpath "$test_binary")
     results=$out/results
     image_files=$src/tests/vm/systemd/image
@@ -71,28 +75,46 @@ parse_args() {
 
 check_tools() {
     require_tools qemu-system-x86_64 busybox cpio xz gzip make gcc apt-get apt-cache \
-        dpkg-deb depmod modinfo flock timeout realpath debootstrap mkfs.ext4 ldconfig \
-        sha256sum dpkg cmake
+        dpkg-deb dpkg-query depmod modinfo flock timeout realpath debootstrap mkfs.ext4 \
+        sha256sum dpkg
     find_static_busybox
 }
 
-# The Debian packages of the libraries that ionsvc's programs and the test
-# binary load (as ldd finds them on this Debian 12 host), one per line.
-runtime_packages() {
-    local binaries=("$test_binary") binary library owner
-    # The daemon and ionsvc-ctl as built (the same files cmake --install copies).
-    binaries+=("$(find "$build" -path '*/daemon/ionsvcd' -type f | head -n 1)")
-    binaries+=("$(find "$build" -path '*/ctl/ionsvc-ctl' -type f | head -n 1)")
-    for binary in "${binaries[@]}"; do
-        [[ -x $binary ]] || die "cannot find the built ionsvcd and ionsvc-ctl under $build"
-        ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
-    done | sort -u | while read -r library; do
-        # Our own libraries come with cmake --install.
-        [[ $library == "$build"/* ]] && continue
+# The package to put in the image for a name in Depends: the name itself,
+# or, for a virtual one, the package installed here that provides it (as
+# libspdlog1.10 provides libspdlog1.10-fmt9), which debootstrap cannot find.
+real_package() {
+    local name=$1 provider
+    if [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$name" 2>/dev/null) != ii* ]]; then
+        provider=$(dpkg-query -W -f='${Package} ${Provides}\n' | awk -v name="$name" '
+            { for (i = 2; i <= NF; i++) { provided = $i; sub(/,$/, "", provided)
+                  if (provided == name) { print $1; exit } } }')
+        name=${provider:-$name}
+    fi
+    echo "$name"
+}
+
+# Sets packages to what the image needs besides base_packages: ionsvc's
+# Depends (the first of each alternative; dpkg -i in the guest then checks
+# them all), and the Debian packages of the libraries the test binary loads
+# that ionsvc's package does not bring (ldd on this Debian 12 host).
+find_image_packages() {
+    local names name libraries library owner
+    packages=()
+    mapfile -t names < <(dpkg-deb -f "$package" Depends | tr ',' '\n' |
+        sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g')
+    for name in "${names[@]}"; do
+        [[ -z $name ]] || packages+=("$(real_package "$name")")
+    done
+    mapfile -t libraries < <(ldd "$test_binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u)
+    for library in "${libraries[@]}"; do
+        # libbufclient and libionsvc-wire come with the package.
+        case $(basename "$library") in libbufclient.so* | libionsvc-wire.so*) continue ;; esac
         owner=$(dpkg -S "$library" 2>/dev/null || dpkg -S "$(realpath "$library")" 2>/dev/null ||
             dpkg -S "${library#/usr}" 2>/dev/null) || die "no Debian package owns $library"
-        echo "${owner%%:*}"
-    done | sort -u
+        packages+=("${owner%%:*}")
+    done
+    ((${#packages[@]} > 0)) || die "the package $package has no Depends"
 }
 
 # Sets base to a debootstrapped image with $packages, made once per
@@ -122,24 +144,22 @@ $(tail -n 20 "$out/debootstrap.log")"
     log "image $base"
 }
 
-# The image of this run: the cached one, ionsvc installed into it the way
-# users install it, and the tests with their users and unit.
+# The image of this run: the cached one, the package to install once it
+# has booted, and the tests with their users and unit.
 make_disk() {
     local rootfs=$out/rootfs tests_dir=/usr/local/lib/ionsvc-tests unit
-    log "installing ionsvc into the image (log: $out/install.log)"
+    log "making the disk with $(basename "$package")"
     rm -rf "$rootfs" "$out/disk.img"
     cp -a "$base" "$rootfs"
-    DESTDIR=$rootfs cmake --install "$build" >"$out/install.log" 2>&1 ||
-        die "cmake --install into the image failed:
-$(tail -n 20 "$out/install.log")"
 
+    install -D -m 644 "$package" "$rootfs$tests_dir/ionsvc.deb"
     install -D -m 755 "$test_binary" "$rootfs$tests_dir/ionsvc_systemd_test"
     install -D -m 755 "$image_files/run-tests" "$rootfs$tests_dir/run-tests"
     install -D -m 644 "$out/modules/ion_simple.ko" "$rootfs$tests_dir/ion_simple.ko"
     install -D -m 644 "$image_files/ionsvc-tests.sysusers" "$rootfs/etc/sysusers.d/ionsvc-tests.conf"
     unit=$rootfs/etc/systemd/system/ionsvc-systemd-test.service
     sed -e "s|@TEST_DIR@|$tests_dir|g" -e "s|@CTL@|$ctl|g" -e "s|@CONFIG@|$config|g" \
-        -e "s|@GUEST_TIMEOUT@|$guest_timeout|g" "$image_files/ionsvc-systemd-test.service" >"$unit"
+        -e "s|@GUEST_TIMEOUT@|$guest_timeout|g" -e "s|@PACKAGE@|$tests_dir/ionsvc.deb|g" "$image_files/ionsvc-systemd-test.service" >"$unit"
     mkdir -p "$rootfs/etc/systemd/system/multi-user.target.wants"
     ln -sf ../ionsvc-systemd-test.service "$rootfs/etc/systemd/system/multi-user.target.wants/"
 
@@ -148,8 +168,6 @@ $(tail -n 20 "$out/install.log")"
     echo 0123456789abcdef0123456789abcdef >"$rootfs/etc/machine-id"
     echo ionsvc-vm >"$rootfs/etc/hostname"
     echo "/dev/vda / ext4 rw 0 1" >"$rootfs/etc/fstab"
-    # /usr/local/lib, where libbufclient went.
-    ldconfig -r "$rootfs"
 
     mkfs.ext4 -q -F -L ionsvc-root -d "$rootfs" "$out/disk.img" 2G >"$out/mkfs.log" 2>&1 ||
         die "mkfs.ext4 failed: $(cat "$out/mkfs.log")"
@@ -202,10 +220,8 @@ main() {
     check_tools
     prepare_kernel
     build_modules
-    local needed
-    needed=$(runtime_packages) || die "cannot tell which packages the image needs"
-    mapfile -t packages <<<"$needed"
-    packages=("${base_packages[@]}" "${packages[@]}")
+    find_image_packages
+    mapfile -t packages < <(printf '%s\n' "${base_packages[@]}" "${packages[@]}" | sort -u)
     prepare_image
     make_disk
     make_initramfs

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// ionsvc as users get it: installed with `cmake --install` into a Debian
-// guest that booted systemd, ion_simple loaded, the 6.12 kernel's dma-heap
+// ionsvc as users get it: its Debian package installed with dpkg on a
+// Debian guest that booted systemd, ion_simple loaded, the 6.12 kernel's dma-heap
 // and udmabuf present. systemd starts the daemon as the user ionsvc in its
 // sandbox; clients are the guest's users alice and bob (in ionsvc-clients)
 // and carol (not), and none of them can open a device.
@@ -47,12 +47,6 @@ bool write_file(const std::string &path, const std::string &text)
     return static_cast<bool>(out.flush());
 }
 
-gid_t group_id(const char *name)
-{
-    const group *entry = ::getgrnam(name);
-    return entry != nullptr ? entry->gr_gid : static_cast<gid_t>(-1);
-}
-
 uid_t user_id(const char *name)
 {
     const passwd *entry = ::getpwnam(name);
@@ -67,10 +61,10 @@ bool is_dma_buf_heap(const std::string &heap)
 
 // ---------------------------------------------------------------- install
 
-TEST(Installed, SysusersMadeTheDaemonsUserAndTheClientsGroupAtBoot)
+TEST(Installed, ThePackageMadeTheDaemonsUserAndTheClientsGroup)
 {
     const passwd *daemon = ::getpwnam("ionsvc");
-    ASSERT_NE(daemon, nullptr) << "no user ionsvc: sysusers.d/ionsvc.conf did not take effect";
+    ASSERT_NE(daemon, nullptr) << "no user ionsvc: the package's postinst did not run systemd-sysusers";
     EXPECT_LT(daemon->pw_uid, 1000u) << "ionsvc is not a system user";
     const group *own = ::getgrgid(daemon->pw_gid);
     ASSERT_NE(own, nullptr);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "systemd_guest.h"
 
+#include <grp.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +15,10 @@ const Installed &installed()
     static const Installed paths = [] {
         const char *ctl = std::getenv("IONSVC_INSTALLED_CTL");
         const char *config = std::getenv("IONSVC_INSTALLED_CONFIG");
-        return Installed{.ctl = ctl != nullptr ? ctl : "", .config = config != nullptr ? config : ""};
+        const char *package = std::getenv("IONSVC_PACKAGE");
+        return Installed{.ctl = ctl != nullptr ? ctl : "",
+                         .config = config != nullptr ? config : "",
+                         .package = package != nullptr ? package : ""};
     }();
     return paths;
 }
@@ -59,6 +64,12 @@ std::size_t journal_lines_with(const std::string &text)
     for (std::string line; std::getline(lines, line);)
         count += line.find(text) != std::string::npos;
     return count;
+}
+
+gid_t group_id(const char *name)
+{
+    const group *entry = ::getgrnam(name);
+    return entry != nullptr ? entry->gr_gid : static_cast<gid_t>(-1);
 }
 
 std::vector<uid_t> process_uids()

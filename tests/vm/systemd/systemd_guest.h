@@ -14,12 +14,13 @@
 
 namespace ionsvc::vmtest {
 
-// Where `cmake --install` put ionsvc in the guest (the harness passes the
-// configured paths through the test unit's environment).
+// Where the package put ionsvc in the guest, and the package itself (the
+// harness passes the paths through the test unit's environment).
 struct Installed
 {
-    std::string ctl;    // ionsvc-ctl
-    std::string config; // ionsvc.conf
+    std::string ctl;     // ionsvc-ctl
+    std::string config;  // ionsvc.conf
+    std::string package; // ionsvc_<version>_<arch>.deb, installed before the tests
 };
 const Installed &installed();
 
@@ -28,7 +29,7 @@ inline constexpr const char *kService = "ionsvc.service";
 inline constexpr const char *kSocket = "ionsvc.socket";
 
 // The guest's test users (tests/vm/systemd/image/ionsvc-tests.sysusers):
-// alice and bob are in ionsvc-clients, carol is not.
+// alice and bob are in ionsvc-clients (image/run-tests), carol is not.
 Persona user(const std::string &name);
 
 // The tools below run by absolute path (the harness does not search PATH);
@@ -43,6 +44,9 @@ harness::CommandResult run_as(const Persona &persona, std::vector<std::string> a
 
 // How many lines of ionsvc.service's journal contain text.
 std::size_t journal_lines_with(const std::string &text);
+
+// The id of a group, or -1 if there is none.
+gid_t group_id(const char *name);
 
 // The uids of every process that runs now.
 std::vector<uid_t> process_uids();
