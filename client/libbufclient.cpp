@@ -180,7 +180,7 @@ public:
         if (auto failed = send(exchange.request); !failed)
             return Unexpected{std::move(failed).error()};
 
-        // Replies other than Stats are small and bounded: they are read
+        // Replies other than Stats and Buffers are small and bounded: they are read
         // straight into the buffer. Stats can be any size: peek at it first.
         // Both block for at most the timeout (SO_RCVTIMEO).
         std::size_t capacity = kBoundedReplyBytes;
@@ -640,6 +640,7 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     case StatsView::kPids: stats_request.set_view(ionsvc::wire::STATS_VIEW_PIDS); break;
     case StatsView::kHeaps: stats_request.set_view(ionsvc::wire::STATS_VIEW_HEAPS); break;
     case StatsView::kClients: stats_request.set_view(ionsvc::wire::STATS_VIEW_CLIENTS); break;
+    case StatsView::kCgroups: stats_request.set_view(ionsvc::wire::STATS_VIEW_CGROUPS); break;
     }
 
     if (auto done = connection_->transact(exchange, Connection::ReplySize::kUnbounded); !done)
@@ -654,6 +655,7 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
         entry.gid = client.gid();
         entry.comm = client.comm();
         entry.name = client.name();
+        entry.cgroup = client.cgroup();
         for (const auto &usage : client.heaps())
             entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes(),
                                    usage.shared_bytes(), usage.shared_buffers()});
@@ -674,6 +676,57 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     for (const auto &limit : exchange.reply.stats().limits())
         stats.limits.push_back({limit.setting(), limit.scope(), limit.unit(), limit.used(), limit.limit()});
     return stats;
+}
+
+namespace {
+
+ClientLabel label_of(const ionsvc::wire::ClientLabel &label)
+{
+    return {label.client_id(), label.pid(), label.uid(), label.comm(), label.name()};
+}
+
+BufferEntry entry_of(const ionsvc::wire::BufferEntry &buffer)
+{
+    BufferEntry entry;
+    entry.id = buffer.id();
+    entry.heap = buffer.heap();
+    entry.size = buffer.size();
+    entry.name = buffer.name();
+    entry.inode = buffer.inode();
+    entry.allocated_by = label_of(buffer.allocated_by());
+    entry.allocator_connected = buffer.allocator_connected();
+    for (const auto &holder : buffer.holders())
+        entry.holders.push_back(label_of(holder));
+    if (buffer.has_orphan_of())
+        entry.orphan_of = label_of(buffer.orphan_of());
+    entry.from_pool = buffer.from_pool();
+    entry.age_ms = buffer.age_ms();
+    return entry;
+}
+
+} // namespace
+
+Result<std::vector<BufferEntry>> Client::list_buffers(const BufferFilter &filter)
+{
+    std::vector<BufferEntry> buffers;
+    std::uint64_t after = 0;
+    for (;;) {
+        Exchange exchange = connection_->begin();
+        auto &request = *exchange.request.mutable_buffers();
+        if (filter.pid)
+            request.set_pid(static_cast<std::uint32_t>(*filter.pid));
+        request.set_heap(filter.heap);
+        request.set_after_id(after);
+        if (auto done = connection_->transact(exchange, Connection::ReplySize::kUnbounded); !done)
+            return Unexpected{std::move(done).error()};
+        const auto &reply = exchange.reply.buffers();
+        for (const auto &buffer : reply.buffers())
+            buffers.push_back(entry_of(buffer));
+        // A daemon that says "more" must have sent some: else it would loop.
+        if (!reply.more() || reply.buffers().empty())
+            return buffers;
+        after = reply.buffers(reply.buffers_size() - 1).id();
+    }
 }
 
 } // namespace bufclient

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // ionsvc-ctl: shows what ionsvcd has handed out, to whom.
 //
-//   ionsvc-ctl [--socket PATH] stats [--view pids|heaps|clients] [--pid N] [--json]
+//   ionsvc-ctl [--socket PATH] stats [--view pids|cgroups|heaps|clients] [--pid N] [--json]
 //   ionsvc-ctl [--socket PATH] heaps [--json]
+//   ionsvc-ctl [--socket PATH] buffers [--pid N] [--heap H] [--json]
+//   ionsvc-ctl dmabufs [--csv | --json] [--all]   (reads /proc; no daemon needed)
 //
 // Exit status: 0 on success, 1 when the daemon or the output fails, CLI11's
 // status for usage errors.
@@ -18,6 +20,8 @@
 #include <CLI/CLI.hpp>
 #include <bufclient/bufclient.h>
 
+#include "dmabufs_render.h"
+#include "dmabufs_scan.h"
 #include "render.h"
 
 namespace {
@@ -80,6 +84,7 @@ int run_stats(const Options &options, bool pid_given)
     case bufclient::StatsView::kPids: return print(render_pids_table(*stats) + render_limits(stats->limits));
     case bufclient::StatsView::kHeaps: return print(render_ion_heaps(*stats));
     case bufclient::StatsView::kClients: return print(render_ion_clients(*stats));
+    case bufclient::StatsView::kCgroups: return print(render_cgroups_table(*stats));
     }
     return kFailure;
 }
@@ -96,6 +101,41 @@ int run_heaps(const Options &options)
     return print(options.json ? json_text(heaps_to_json(*heaps)) : render_heap_list(*heaps));
 }
 
+int run_buffers(const Options &options, const bufclient::BufferFilter &filter)
+{
+    auto client = connect(options);
+    if (!client)
+        return fail(client.error());
+    auto buffers = client->list_buffers(filter);
+    if (!buffers)
+        return fail(buffers.error());
+    make_printable(*buffers);
+    sort_largest_first(*buffers);
+    return print(options.json ? json_text(buffers_to_json(*buffers)) : render_buffers_table(*buffers));
+}
+
+struct DmabufsOptions
+{
+    bool csv = false;
+    bool json = false;
+    bool all = false;
+};
+
+// Every dma-buf of the machine, read from /proc by this process; ionsvc is
+// the daemon's list of its buffers to mark them, nullopt without one.
+int run_dmabufs(const DmabufsOptions &options, const IonsvcBuffers &ionsvc)
+{
+    auto scan = scan_dmabufs();
+    if (!scan) {
+        std::cerr << "ionsvc-ctl: cannot read " << scan.error() << '\n';
+        return kFailure;
+    }
+    const DmabufFormat format = options.json  ? DmabufFormat::kJson
+                                : options.csv ? DmabufFormat::kCsv
+                                              : DmabufFormat::kText;
+    return print(render_dmabufs(*scan, ionsvc, format, options.all));
+}
+
 int run(int argc, char **argv)
 {
     Options options;
@@ -109,8 +149,8 @@ int run(int argc, char **argv)
 
     CLI::App *stats = app.add_subcommand("stats", "Buffer usage per pid, or ION's debugfs heaps/clients files");
     std::string view = "pids";
-    stats->add_option("--view", view, "pids: a table per pid and heap; heaps, clients: as ION's debugfs")
-        ->check(CLI::IsMember({"pids", "heaps", "clients"}))
+    stats->add_option("--view", view, "pids: a table per pid and heap; cgroups: per cgroup and systemd unit; heaps, clients: as ION's debugfs")
+        ->check(CLI::IsMember({"pids", "heaps", "clients", "cgroups"}))
         ->capture_default_str();
     CLI::Option *pid = stats->add_option("--pid", options.pid, "Only the clients of this process")
                            ->check(CLI::Range(1, INT_MAX));
@@ -119,17 +159,43 @@ int run(int argc, char **argv)
     CLI::App *heaps = app.add_subcommand("heaps", "The daemon's heaps and their live and peak usage");
     heaps->add_flag("--json", options.json, "As JSON");
 
+    CLI::App *buffers = app.add_subcommand("buffers", "Every live buffer: who allocated it, who holds it, largest first");
+    bufclient::BufferFilter filter;
+    int buffers_pid = 0;
+    CLI::Option *buffers_pid_option =
+        buffers->add_option("--pid", buffers_pid, "Only the buffers this process holds or left as orphans")
+            ->check(CLI::Range(1, INT_MAX));
+    buffers->add_option("--heap", filter.heap, "Only the buffers of this heap (a name or alias)");
+    buffers->add_flag("--json", options.json, "As JSON");
+
+    DmabufsOptions dmabufs_options;
+    CLI::App *dmabufs = app.add_subcommand(
+        "dmabufs", "Every dma-buf of the machine from /proc, per process (Rss, Pss) and per buffer");
+    CLI::Option *csv = dmabufs->add_flag("--csv", dmabufs_options.csv, "As CSV: a row per buffer and process");
+    dmabufs->add_flag("--json", dmabufs_options.json, "As JSON")->excludes(csv);
+    dmabufs->add_flag("--all", dmabufs_options.all, "Also a grid of each buffer's fd/map references per process");
+    dmabufs->footer("Needs no daemon. As a user other than root, it sees only that user's processes. "
+                    "See docs/DMABUFS.md.");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &error) {
         return app.exit(error);
     }
 
+    if (dmabufs->parsed())
+        return run_dmabufs(dmabufs_options, std::nullopt); // TODO(buffers): the daemon's buffer list, when reachable
+    if (buffers->parsed()) {
+        if (buffers_pid_option->count() > 0)
+            filter.pid = buffers_pid;
+        return run_buffers(options, filter);
+    }
     if (stats->parsed()) {
         const std::map<std::string, bufclient::StatsView> views = {
             {"pids", bufclient::StatsView::kPids},
             {"heaps", bufclient::StatsView::kHeaps},
             {"clients", bufclient::StatsView::kClients},
+            {"cgroups", bufclient::StatsView::kCgroups},
         };
         options.view = views.at(view);
         return run_stats(options, pid->count() > 0);

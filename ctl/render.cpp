@@ -327,6 +327,7 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
             {"gid", client.gid},
             {"comm", client.comm},
             {"name", client.name},
+            {"cgroup", client.cgroup},
             {"bytes", bytes},
             {"buffers", buffers},
             {"heaps", usages_to_json(client.heaps)},
@@ -376,7 +377,8 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
     return {{"clients", std::move(clients)},
             {"heaps", std::move(heaps)},
             {"pids", std::move(pids)},
-            {"limits", limits_to_json(stats.limits)}};
+            {"limits", limits_to_json(stats.limits)},
+            {"cgroups", cgroups_to_json(stats)}};
 }
 
 nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)
@@ -442,6 +444,7 @@ void make_printable(bufclient::Stats &stats)
     for (bufclient::ClientStats &client : stats.clients) {
         fix(client.comm);
         fix(client.name);
+        fix(client.cgroup);
         for (bufclient::HeapUsage &usage : client.heaps)
             fix(usage.heap);
     }

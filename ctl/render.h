@@ -15,7 +15,7 @@
 //
 // JSON of `ionsvc-ctl stats --json` (the same for every view):
 //   {
-//     "clients": [ { "client_id", "pid", "uid", "gid", "comm", "name",
+//     "clients": [ { "client_id", "pid", "uid", "gid", "comm", "name", "cgroup",
 //                    "bytes", "buffers",        // sums over "heaps"
 //                    "heaps": [ <usage> ] } ],  // heaps ever used, peak > 0
 //     "heaps":   [ { "name", "backend", "type",
@@ -30,8 +30,9 @@
 //                    "bytes", "buffers",        // live, over all its heaps
 //                    "shared_bytes",            // of bytes, held by other clients too
 //                    "heaps": [ <usage> ] } ],  // summed over connections
-//     "limits":  [ { "setting", "scope", "unit", "used", "limit" } ]
+//     "limits":  [ { "setting", "scope", "unit", "used", "limit" } ],
 //                                               // those that hold for the asker
+//     "cgroups": [ ... ]                        // see render_cgroups_table
 //   }
 //   <usage> = { "heap", "bytes", "buffers", "peak_bytes", "shared_bytes",
 //               "shared_buffers" }. A buffer shared between clients counts
@@ -51,6 +52,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <bufclient/bufclient.h>
@@ -72,6 +74,18 @@ struct PidStats
     std::uint64_t shared_bytes = 0; // of bytes, in buffers other clients hold too
     // Every heap any of its connections has used, in the daemon's heap order.
     std::vector<bufclient::HeapUsage> heaps;
+};
+
+// One cgroup's clients summed (stats --view cgroups).
+struct CgroupStats
+{
+    std::string cgroup; // its cgroup v2 path; empty: unknown
+    std::string unit;   // the systemd unit the path names, if any
+    std::uint64_t pids = 0;
+    std::uint64_t clients = 0;
+    std::uint64_t buffers = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t shared_bytes = 0; // of bytes, in buffers other clients hold too
 };
 
 // Makes every text the daemon sent printable (ionsvc/text.h) before it is
@@ -104,9 +118,40 @@ std::string render_ion_heaps(const bufclient::Stats &stats);
 // The clients view: ION's debugfs clients/<client> for each client.
 std::string render_ion_clients(const bufclient::Stats &stats);
 
+// The cgroups view (cgroups.cpp): a row per cgroup, sorted by path, with
+// columns CGROUP (the path, "?" if unknown) UNIT (the deepest component
+// that names a systemd unit: .service, .scope, .slice, ...; "-" if none)
+// PIDS CLIENTS BUFFERS BYTES SIZE SHARED, then a `total` row. A buffer two
+// clients hold counts in each, as in the pids view. JSON: "cgroups" in
+// stats_to_json, [ { "cgroup", "unit" (or null), "pids", "clients",
+// "buffers", "bytes", "shared_bytes" } ].
+std::vector<CgroupStats> aggregate_by_cgroup(const bufclient::Stats &stats);
+std::string render_cgroups_table(const bufclient::Stats &stats);
+nlohmann::json cgroups_to_json(const bufclient::Stats &stats);
+std::string systemd_unit_of(std::string_view cgroup);
+
 // `ionsvc-ctl heaps`: columns HEAP BACKEND TYPE ION_ID ALIASES BUFFERS BYTES
 // SIZE PEAK.
 std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps);
+
+// `ionsvc-ctl buffers` (buffers.cpp): columns ID HEAP BYTES SIZE NAME
+// ALLOCATED_BY (pid/comm, "(gone)" once that client disconnected) UID
+// CLIENT (its name) STATE (held, shared, orphan) HOLDERS (pid/comm of each
+// connected holder; for an orphan "last:pid/comm") POOL AGE, then a
+// `total` row. JSON:
+//   { "buffers": [ { "id", "heap", "size", "name", "inode",
+//                    "allocated_by": <label> + "connected",
+//                    "holders": [ <label> ], "shared",
+//                    "orphan_of": <label> or null, "from_pool", "age_ms" } ],
+//     "total_buffers", "total_bytes" }
+//   <label> = { "client_id", "pid", "uid", "comm", "name" }
+// Rows and JSON follow the order given: sort_largest_first() first.
+void make_printable(std::vector<bufclient::BufferEntry> &buffers);
+void sort_largest_first(std::vector<bufclient::BufferEntry> &buffers);
+std::string render_buffers_table(const std::vector<bufclient::BufferEntry> &buffers);
+nlohmann::json buffers_to_json(const std::vector<bufclient::BufferEntry> &buffers);
+// An age for humans: "850ms", "12.3s", "5m03s", "2h10m", "3d04h".
+std::string human_age(std::uint64_t ms);
 
 nlohmann::json stats_to_json(const bufclient::Stats &stats);
 nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps);

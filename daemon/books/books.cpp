@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "books/books.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -28,6 +30,13 @@ long references_besides_the_daemons(long references)
 
 } // namespace
 
+std::int64_t coarse_now_ms()
+{
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
+}
+
 Books::Books(std::size_t heap_count) : heap_usage_(heap_count) {}
 
 ClientId Books::add_client(ClientIdentity identity)
@@ -40,6 +49,8 @@ ClientId Books::add_client(ClientIdentity identity)
     std::sort(record.groups.begin(), record.groups.end());
     record.groups.erase(std::unique(record.groups.begin(), record.groups.end()), record.groups.end());
     record.identity = std::move(identity);
+    record.label = std::make_shared<const ClientLabel>(
+        ClientLabel{id, record.identity.pid, record.identity.uid, record.identity.comm, {}});
     record.usage.resize(heap_usage_.size());
     const auto usage_of = [this](std::vector<Usage> &usage) {
         usage.resize(heap_usage_.size());
@@ -48,6 +59,7 @@ ClientId Books::add_client(ClientIdentity identity)
     record.uid_usage = usage_of(uid_usage_[record.identity.uid]);
     for (const gid_t gid : record.groups)
         record.group_usage.push_back(usage_of(gid_usage_[gid]));
+    record.cgroups = tallies_of(record.identity.cgroup);
     return id;
 }
 
@@ -57,6 +69,8 @@ void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, boo
     (*client.uid_usage)[heap].add(size, imported);
     for (std::vector<Usage> *usage : client.group_usage)
         (*usage)[heap].add(size, imported);
+    for (CgroupTally *tally : client.cgroups)
+        tally->usage[heap].add(size, imported);
 }
 
 void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
@@ -65,10 +79,12 @@ void Books::discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, 
     (*client.uid_usage)[heap].remove(size, imported);
     for (std::vector<Usage> *usage : client.group_usage)
         (*usage)[heap].remove(size, imported);
+    for (CgroupTally *tally : client.cgroups)
+        tally->usage[heap].remove(size, imported);
 }
 
-void Books::charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
-                       bool imported)
+void Books::charge_ids(uid_t uid, std::span<const gid_t> groups, std::span<CgroupTally *const> cgroups,
+                       HeapIndex heap, std::uint64_t size, bool imported)
 {
     const auto add = [&](std::vector<Usage> &usage) {
         usage.resize(heap_usage_.size());
@@ -77,14 +93,69 @@ void Books::charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap,
     add(uid_usage_[uid]);
     for (const gid_t gid : groups)
         add(gid_usage_[gid]);
+    for (CgroupTally *tally : cgroups)
+        tally->usage[heap].add(size, imported);
 }
 
-void Books::discharge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
-                          bool imported)
+void Books::discharge_ids(uid_t uid, std::span<const gid_t> groups, std::span<CgroupTally *const> cgroups,
+                          HeapIndex heap, std::uint64_t size, bool imported)
 {
     uid_usage_.at(uid)[heap].remove(size, imported);
     for (const gid_t gid : groups)
         gid_usage_.at(gid)[heap].remove(size, imported);
+    for (CgroupTally *tally : cgroups)
+        tally->usage[heap].remove(size, imported);
+}
+
+bool in_cgroup_subtree(std::string_view cgroup, std::string_view root)
+{
+    if (cgroup.empty() || !cgroup.starts_with(root))
+        return false;
+    return cgroup.size() == root.size() || root == "/" || cgroup[root.size()] == '/';
+}
+
+std::vector<CgroupTally *> Books::tallies_of(std::string_view cgroup) const
+{
+    std::vector<CgroupTally *> tallies;
+    for (const auto &tally : cgroup_tallies_) {
+        if (in_cgroup_subtree(cgroup, tally->path))
+            tallies.push_back(tally.get());
+    }
+    return tallies;
+}
+
+void Books::set_tracked_cgroups(std::vector<std::string> roots)
+{
+    std::sort(roots.begin(), roots.end());
+    roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
+    cgroup_tallies_.clear();
+    for (std::string &root : roots)
+        cgroup_tallies_.push_back(
+            std::make_unique<CgroupTally>(CgroupTally{std::move(root), std::vector<Usage>(heap_usage_.size())}));
+    // What everyone holds now, counted into the new tallies as if just
+    // allocated: their peaks start from here.
+    for (auto &[id, client] : clients_) {
+        client.cgroups = tallies_of(client.identity.cgroup);
+        for (CgroupTally *tally : client.cgroups) {
+            for (HeapIndex heap = 0; heap < heap_usage_.size(); ++heap)
+                tally->usage[heap].add_all(client.usage[heap]);
+        }
+    }
+    for (auto &[id, orphan] : orphans_) {
+        orphan.cgroups = tallies_of(orphan.cgroup);
+        const BufferRecord &buffer = buffers_.at(id);
+        for (CgroupTally *tally : orphan.cgroups)
+            tally->usage[buffer.heap].add(buffer.size);
+    }
+}
+
+const CgroupTally *Books::cgroup_tally(std::string_view root) const
+{
+    for (const auto &tally : cgroup_tallies_) {
+        if (tally->path == root)
+            return tally.get();
+    }
+    return nullptr;
 }
 
 void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferId id, BufferRecord &buffer,
@@ -124,9 +195,11 @@ void Books::let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, cons
             // turn like any buffer. Its memory is pinned still, so the last
             // holder's uid and groups keep paying for it.
             const ClientIdentity &identity = last.identity;
-            orphans_[it->first] = {identity.pid, identity.uid, last.groups, identity.comm,
-                                   references_besides_the_daemons(references)};
-            charge_ids(identity.uid, last.groups, buffer.heap, buffer.size, false);
+            orphans_[it->first] = {identity.pid,  identity.uid,
+                                   last.groups,   identity.comm,
+                                   references_besides_the_daemons(references), last.label,
+                                   identity.cgroup, last.cgroups};
+            charge_ids(identity.uid, last.groups, last.cgroups, buffer.heap, buffer.size, false);
             fresh_orphans_.push_back(it->first);
             return;
         }
@@ -139,7 +212,8 @@ void Books::erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it
     const BufferRecord &buffer = it->second;
     heap_usage_[buffer.heap].remove(buffer.size);
     if (const auto orphan = orphans_.find(it->first); orphan != orphans_.end()) {
-        discharge_ids(orphan->second.uid, orphan->second.groups, buffer.heap, buffer.size, false);
+        discharge_ids(orphan->second.uid, orphan->second.groups, orphan->second.cgroups, buffer.heap,
+                      buffer.size, false);
         orphans_.erase(orphan);
     }
     buffer_nodes_.erase(buffers_, it);
@@ -165,12 +239,18 @@ void Books::remove_client(ClientId client, const ReferenceCounter &count_referen
 
 void Books::set_client_name(ClientId client, std::string name)
 {
-    if (const auto it = clients_.find(client); it != clients_.end())
-        it->second.name = std::move(name);
+    const auto it = clients_.find(client);
+    if (it == clients_.end())
+        return;
+    ClientRecord &record = it->second;
+    ClientLabel label = *record.label;
+    label.name = name;
+    record.label = std::make_shared<const ClientLabel>(std::move(label));
+    record.name = std::move(name);
 }
 
 BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, UniqueFD fd,
-                           bool watched)
+                           bool watched, bool from_pool)
 {
     ClientRecord &record = clients_.at(client);
     const BufferId id = next_buffer_id_++;
@@ -180,7 +260,10 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
     buffer.heap = heap;
     buffer.watched = watched;
     buffer.in_flight = 1;
+    buffer.from_pool = from_pool;
     buffer.holders.push_back(client);
+    buffer.allocated_by = record.label;
+    buffer.born_ms = coarse_now_ms();
     handle_nodes_.insert(record.handles, id);
     charge(record, heap, size, false);
     heap_usage_[heap].add(size);

@@ -8,9 +8,11 @@
 #include <deque>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -36,11 +38,26 @@ struct ClientIdentity
     // Its supplementary groups (SO_PEERGROUPS), for the access rules and
     // the group quotas.
     std::vector<gid_t> groups;
+    // Its cgroup v2 path ("/system.slice/camera.service"), for the views
+    // per service and the cgroup quotas; empty if unknown.
+    std::string cgroup;
 
     bool in_group(gid_t group) const
     {
         return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
     }
+};
+
+// A client as its buffers remember it: who allocated a buffer stays known
+// after that client disconnects, for as long as the buffer lives. Shared,
+// never changed (a new name makes a new label).
+struct ClientLabel
+{
+    ClientId id = 0;
+    pid_t pid = 0;
+    uid_t uid = 0;
+    std::string comm;
+    std::string name;
 };
 
 // Bytes and buffers held, and the most bytes ever held at once. For a
@@ -81,6 +98,17 @@ struct Usage
         imported_bytes -= size;
         --imported_buffers;
     }
+    // All of other's holdings at once (a tally made afresh).
+    void add_all(const Usage &other)
+    {
+        bytes += other.bytes;
+        buffers += other.buffers;
+        imported_bytes += other.imported_bytes;
+        imported_buffers += other.imported_buffers;
+        shared_bytes += other.shared_bytes;
+        shared_buffers += other.shared_buffers;
+        peak_bytes = std::max(peak_bytes, bytes);
+    }
     void add_shared(std::uint64_t size)
     {
         shared_bytes += size;
@@ -107,9 +135,15 @@ struct BufferRecord
     // Replies carrying its fd that are not out yet: while there are any,
     // the daemon's reference being the only one means nothing.
     std::uint32_t in_flight = 0;
+    // Came from the warm pool rather than made for the request.
+    bool from_pool = false;
     // The clients that hold it: the one that allocated it, then importers.
     // None: an orphan.
     boost::container::small_vector<ClientId, 1> holders;
+    std::shared_ptr<const ClientLabel> allocated_by;
+    // When it entered the books, in ms of CLOCK_MONOTONIC_COARSE: a listing
+    // shows ages, and the coarse clock costs no more than a memory read.
+    std::int64_t born_ms = 0;
 };
 
 // One client's hold on a buffer.
@@ -121,6 +155,18 @@ struct Handle
     // so that some quota always pays for it.
     bool imported = false;
 };
+
+// What the clients in one cgroup subtree that a quota names, and the
+// orphans they left, hold per heap (a buffer two of them hold counts
+// twice, as for a uid).
+struct CgroupTally
+{
+    std::string path; // "/system.slice/camera.service": it, and every cgroup below it
+    std::vector<Usage> usage;
+};
+
+// Whether cgroup is root or below it. An unknown cgroup (empty) is in none.
+bool in_cgroup_subtree(std::string_view cgroup, std::string_view root);
 
 // What is known of a buffer that outlived every client that held it, as
 // ION's debugfs showed them: alive elsewhere (an fd, a mapping, an
@@ -135,6 +181,10 @@ struct OrphanRecord
     std::string comm;
     // References besides the daemon's, when last counted; -1 if unknown.
     long references = 0;
+    std::shared_ptr<const ClientLabel> last_client;
+    std::string cgroup;
+    // The tallies of the subtrees its cgroup is in, which it stays charged to.
+    std::vector<CgroupTally *> cgroups;
 };
 
 struct ClientRecord
@@ -144,6 +194,8 @@ struct ClientRecord
     // as the access rules see them.
     std::vector<gid_t> groups;
     std::string name; // the client's own name for itself, from Hello
+    // Its identity and name, as the buffers it allocates remember them.
+    std::shared_ptr<const ClientLabel> label;
     // "<comm>:<pid>": the name of its buffers that it did not name itself.
     std::string default_buffer_name;
     std::vector<Usage> usage; // indexed by HeapIndex
@@ -151,6 +203,8 @@ struct ClientRecord
     // rather than on every charge (entries there are never erased).
     std::vector<Usage> *uid_usage = nullptr;
     std::vector<std::vector<Usage> *> group_usage;
+    // The tallies of the cgroup subtrees that quotas name and it is in.
+    std::vector<CgroupTally *> cgroups;
     std::unordered_map<BufferId, Handle> handles;
     // The latest buffers released under the client (nobody held them any
     // more, and it had not freed them), so that a Free that raced the
@@ -158,6 +212,9 @@ struct ClientRecord
     // nothing here.
     std::vector<BufferId> recently_released;
 };
+
+// CLOCK_MONOTONIC_COARSE in ms: the clock of BufferRecord::born_ms.
+std::int64_t coarse_now_ms();
 
 // How many references the kernel counts to the buffer behind fd, the
 // daemon's own included, or -errno if it cannot tell.
@@ -191,8 +248,9 @@ public:
 
     // Enters a new buffer of size bytes in heap, held by client, in flight;
     // the books keep fd. watched: a dma-buf, for release detection.
+    // from_pool: the warm pool made it beforehand.
     BufferId add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, UniqueFD fd,
-                        bool watched = false);
+                        bool watched = false, bool from_pool = false);
     // client now holds buffer too (an import), in flight; if it held it
     // already, only its fd is in flight again. -ENOENT if the buffer is not
     // in the books or nobody holds it.
@@ -230,6 +288,8 @@ public:
 
     const ClientRecord *client(ClientId client) const;
     const BufferRecord *buffer(BufferId buffer) const;
+    // Every buffer, orphans included, in no particular order.
+    const std::unordered_map<BufferId, BufferRecord> &buffers() const { return buffers_; }
     // Every client, in no particular order.
     const std::unordered_map<ClientId, ClientRecord> &clients() const { return clients_; }
     // Every orphaned buffer (in buffer(id), with no holders), in no
@@ -244,6 +304,13 @@ public:
     const std::vector<Usage> *gid_usage(gid_t gid) const;
     std::size_t heap_count() const { return heap_usage_.size(); }
 
+    // Keeps a tally for each cgroup subtree in roots (those the quotas
+    // name), counted afresh from every client and orphan: the cost of a
+    // config reload, none per allocation while no quota names a cgroup.
+    void set_tracked_cgroups(std::vector<std::string> roots);
+    // The tally of root, if tracked.
+    const CgroupTally *cgroup_tally(std::string_view root) const;
+
 private:
     // Counts the buffer's references (noting an orphan's) and, if the
     // daemon's is the last, releases it: true if it did.
@@ -254,10 +321,12 @@ private:
     void charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported);
     void discharge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported);
     // The same for a uid's and groups' usage alone (an orphan's).
-    void charge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
-                    bool imported);
-    void discharge_ids(uid_t uid, std::span<const gid_t> groups, HeapIndex heap, std::uint64_t size,
-                       bool imported);
+    void charge_ids(uid_t uid, std::span<const gid_t> groups, std::span<CgroupTally *const> cgroups,
+                    HeapIndex heap, std::uint64_t size, bool imported);
+    void discharge_ids(uid_t uid, std::span<const gid_t> groups, std::span<CgroupTally *const> cgroups,
+                       HeapIndex heap, std::uint64_t size, bool imported);
+    // The tallies whose subtrees cgroup is in.
+    std::vector<CgroupTally *> tallies_of(std::string_view cgroup) const;
     // Takes a hold out of client's usage and the buffer's holders, marking
     // whoever is left alone with it as no longer sharing, and making it
     // the first one left's own if it was client's own.
@@ -282,6 +351,7 @@ private:
     std::vector<Usage> heap_usage_;
     std::unordered_map<uid_t, std::vector<Usage>> uid_usage_;
     std::unordered_map<gid_t, std::vector<Usage>> gid_usage_;
+    std::vector<std::unique_ptr<CgroupTally>> cgroup_tallies_;
     // Watched buffers to check, in turn. Entries of buffers that left the
     // books stay until their turn comes and are dropped then.
     std::deque<BufferId> watch_queue_;

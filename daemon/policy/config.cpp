@@ -143,6 +143,42 @@ Expected<std::uint32_t, std::string> parse_id(std::string_view source, std::stri
     return Failure{where(source, region) + "'" + std::string{text} + "' is not a uid (a number)"};
 }
 
+// A cgroup v2 path as /proc/<pid>/cgroup shows it: absolute, without
+// empty or dot components; a trailing '/' is dropped.
+Expected<std::string, std::string> parse_cgroup_path(std::string_view source, std::string_view text,
+                                                     const toml::source_region &region)
+{
+    std::string path{text};
+    while (path.size() > 1 && path.back() == '/')
+        path.pop_back();
+    const bool absolute = path.starts_with('/');
+    const bool clean = path.find("//") == std::string::npos && path.find("/./") == std::string::npos &&
+                       path.find("/../") == std::string::npos && !path.ends_with("/.") && !path.ends_with("/..");
+    if (!absolute || !clean)
+        return Failure{where(source, region) + "'" + std::string{text} +
+                       "' is not a cgroup path: it must start with '/', as in /proc/<pid>/cgroup "
+                       "(e.g. \"/system.slice/camera.service\")"};
+    return path;
+}
+
+Expected<void, std::string> parse_cgroup_limits(std::string_view source, const toml::node &node,
+                                                const std::string &origin, LimitSet &set)
+{
+    const toml::table *entries = node.as_table();
+    if (entries == nullptr)
+        return Failure{where(source, node.source()) + "'" + origin + "' must be a table"};
+    for (const auto &[path_key, limit_node] : *entries) {
+        auto path = parse_cgroup_path(source, path_key.str(), path_key.source());
+        if (!path)
+            return Failure{path.error()};
+        auto limit = parse_limit(source, limit_node, origin + ".\"" + *path + "\"");
+        if (!limit)
+            return Failure{limit.error()};
+        set.cgroups[*path] = std::move(*limit);
+    }
+    return {};
+}
+
 Expected<void, std::string> parse_limit_set(std::string_view source, const toml::table &table,
                                             const std::string &prefix, LimitSet &set, bool top_level,
                                             QuotaConfig &quota)
@@ -170,6 +206,9 @@ Expected<void, std::string> parse_limit_set(std::string_view source, const toml:
                     return Failure{limit.error()};
                 (name == "uids" ? set.uids : set.groups)[*id] = std::move(*limit);
             }
+        } else if (name == "cgroups") {
+            if (auto parsed = parse_cgroup_limits(source, value, origin, set); !parsed)
+                return parsed;
         } else if (top_level && name == "imports_count") {
             const auto flag = value.value_exact<bool>();
             if (!flag)

@@ -48,6 +48,9 @@ struct LimitSet
     Limit uid;                       // each uid, all its connections together
     std::map<uid_t, Limit> uids;     // one uid, instead of uid
     std::map<gid_t, Limit> groups;   // the connections in that group (primary or supplementary), together
+    // The connections in that cgroup v2 subtree (a systemd unit or slice, a
+    // container), together, by path ("/system.slice/camera.service").
+    std::map<std::string, Limit, std::less<>> cgroups;
 };
 
 //   [quota]
@@ -58,6 +61,8 @@ struct LimitSet
 //   1000 = { bytes = "4G" }
 //   [quota.groups]
 //   video = { bytes = "2G" }              # a group name or number
+//   [quota.cgroups]
+//   "/system.slice/camera.service" = { bytes = "512M" }   # it and every cgroup below it
 //   [quota.heaps."ion:ion_carveout_heap"] # the same keys, within one heap
 //   uid = { bytes = "16M" }
 //

@@ -28,8 +28,9 @@ Usage held(const std::vector<Usage> *usage, std::optional<HeapIndex> heap, bool 
 // text only when a refusal or a listing needs it.
 struct Holder
 {
-    enum class Kind { kClient, kUid, kGroup } kind = Kind::kClient;
+    enum class Kind { kClient, kUid, kGroup, kCgroup } kind = Kind::kClient;
     std::uint32_t id = 0;
+    std::string_view cgroup; // of a kCgroup
 
     std::string name() const
     {
@@ -37,6 +38,7 @@ struct Holder
         case Kind::kClient: return "this client";
         case Kind::kUid: return fmt::format("uid {}", id);
         case Kind::kGroup: return fmt::format("group {}", id);
+        case Kind::kCgroup: return fmt::format("cgroup {}", cgroup);
         }
         return {};
     }
@@ -76,18 +78,26 @@ std::optional<std::string> for_each_limit(const LimitSet &set, const ClientRecor
     const Limit &for_uid = uid_limit != set.uids.end() ? uid_limit->second : set.uid;
     // The client's record points at its uid's and groups' usage: no lookup.
     if (for_uid.limits_anything()) {
-        if (auto result = each(for_uid, Holder{Holder::Kind::kUid, uid}, held(client.uid_usage, heap, imports_count)))
+        if (auto result = each(for_uid, Holder{Holder::Kind::kUid, uid, {}}, held(client.uid_usage, heap, imports_count)))
             return result;
     }
     // Every group of the client, as for the access rules.
-    if (set.groups.empty())
-        return std::nullopt;
-    for (std::size_t i = 0; i < client.groups.size(); ++i) {
+    for (std::size_t i = 0; i < client.groups.size() && !set.groups.empty(); ++i) {
         const auto group_limit = set.groups.find(client.groups[i]);
         if (group_limit == set.groups.end())
             continue;
-        if (auto result = each(group_limit->second, Holder{Holder::Kind::kGroup, client.groups[i]},
+        if (auto result = each(group_limit->second, Holder{Holder::Kind::kGroup, client.groups[i], {}},
                                held(client.group_usage[i], heap, imports_count)))
+            return result;
+    }
+    // Every cgroup subtree a quota names and the client is in (the books
+    // tally those alone).
+    for (const CgroupTally *tally : client.cgroups) {
+        const auto cgroup_limit = set.cgroups.find(tally->path);
+        if (cgroup_limit == set.cgroups.end())
+            continue;
+        if (auto result = each(cgroup_limit->second, Holder{Holder::Kind::kCgroup, 0, tally->path},
+                               held(&tally->usage, heap, imports_count)))
             return result;
     }
     return std::nullopt;
@@ -130,6 +140,19 @@ std::optional<std::string> quota_refusal(const QuotaConfig &quota, const ClientR
     if (const auto heap = quota.heaps.find(addition.heap_name); heap != quota.heaps.end())
         return check_set(heap->second, client, addition.heap, addition, quota.imports_count);
     return std::nullopt;
+}
+
+std::vector<std::string> cgroups_named(const QuotaConfig &quota)
+{
+    std::vector<std::string> paths;
+    const auto add = [&](const LimitSet &set) {
+        for (const auto &[path, limit] : set.cgroups)
+            paths.push_back(path);
+    };
+    add(quota.all_heaps);
+    for (const auto &[heap, set] : quota.heaps)
+        add(set);
+    return paths;
 }
 
 std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const ClientRecord &client,

@@ -44,6 +44,9 @@ struct LimitInUse
 
 // Every quota limit that holds for client (over all heaps, then per heap),
 // as quota_refusal would check them.
+// Every cgroup subtree that a limit of quota names: the books tally those.
+std::vector<std::string> cgroups_named(const QuotaConfig &quota);
+
 std::vector<LimitInUse> quota_limits_of(const QuotaConfig &quota, const ClientRecord &client,
                                         const std::vector<std::string> &heap_names);
 

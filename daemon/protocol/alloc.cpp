@@ -135,7 +135,8 @@ void Service::book_buffers(ClientContext &client, HeapIndex heap, std::uint64_t 
     response.allocated.reserve(made.size());
     for (MadeBuffer &buffer : made) {
         const int number = buffer.fd.get();
-        const BufferId id = books_.add_buffer(client.id, heap, size, std::move(buffer.fd), watched);
+        const BufferId id = books_.add_buffer(client.id, heap, size, std::move(buffer.fd), watched,
+                                              buffer.from_pool);
         wire::BufferInfo &info = *reply.add_buffers();
         info.set_id(id);
         info.set_size(size);

@@ -122,6 +122,7 @@ Disposition Service::parse_and_handle(ClientContext &client, std::span<const std
     case wire::Request::kShare: share(client, request.share(), response); break;
     case wire::Request::kImportBuffer: import_buffer(client, request.import_buffer(), response); break;
     case wire::Request::kRevoke: revoke(client, request.revoke(), response); break;
+    case wire::Request::kBuffers: list_buffers(client, request.buffers(), response); break;
     case wire::Request::kHello:
     case wire::Request::BODY_NOT_SET: break;
     }

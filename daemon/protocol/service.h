@@ -53,7 +53,7 @@ struct ServiceLimits
 // policy, with its request families in a file each: service.cpp (the
 // packet, connect and disconnect, release detection), hello_heaps.cpp
 // (Hello, ListHeaps), alloc.cpp (Alloc, Free), share.cpp (Share, Import,
-// Revoke) and stats.cpp (Stats).
+// Revoke), stats.cpp (Stats) and buffers.cpp (Buffers).
 class Service
 {
 public:
@@ -93,7 +93,11 @@ public:
     bool has_watched_buffers() const { return books_.has_watched_buffers(); }
 
     // The limits from the config file; replaced as a whole on reload.
-    void set_quota(QuotaConfig quota) { quota_ = std::move(quota); }
+    void set_quota(QuotaConfig quota)
+    {
+        books_.set_tracked_cgroups(cgroups_named(quota));
+        quota_ = std::move(quota);
+    }
     void set_access(AccessConfig access) { access_ = std::move(access); }
     // Only to show in stats: the server enforces them.
     void set_connection_limits(const ConnectionLimits &limits) { connection_limits_ = limits; }
@@ -184,6 +188,16 @@ private:
     // A HeapStats per heap with the scope's totals, its orphans listed.
     void add_heap_stats(const ClientsInScope &clients, const std::vector<BufferId> &orphans,
                         wire::StatsReply &reply) const;
+    // buffers.cpp
+    void list_buffers(ClientContext &requester, const wire::BuffersRequest &request, Response &response);
+    // The ids above after of the buffers that the clients of pid and uid
+    // hold or left as orphans (any, if none), in heap (any, if none); in no
+    // particular order.
+    std::vector<BufferId> buffers_in_scope(std::optional<pid_t> pid, std::optional<uid_t> uid,
+                                           std::optional<HeapIndex> heap, BufferId after) const;
+    void add_buffer_entry(BufferId id, const BufferRecord &buffer, std::int64_t now_ms,
+                          wire::BuffersReply &reply) const;
+
     // The limits that hold for client, with their use.
     void add_limits(const ClientRecord &client, wire::StatsReply &reply) const;
     // Per heap, the bytes and buffers of the clients and orphans given,

@@ -93,6 +93,7 @@ void Service::add_client_stats(const ClientsInScope &clients, wire::StatsReply &
         client.set_gid(record->identity.gid);
         client.set_comm(record->identity.comm);
         client.set_name(record->name);
+        client.set_cgroup(record->identity.cgroup);
         for (HeapIndex heap = 0; heap < heap_count; ++heap) {
             const Usage &usage = record->usage[heap];
             if (usage.peak_bytes == 0)

@@ -8,8 +8,9 @@
 namespace ionsvc {
 
 // Who is at the other end of a connected socket, as the kernel saw it at
-// connect(): SO_PEERCRED, SO_PEERGROUPS and /proc/<pid>/comm. -errno if
-// the kernel cannot say.
+// connect(): SO_PEERCRED, SO_PEERGROUPS, and /proc/<pid>/comm and cgroup
+// (checked against SO_PEERPIDFD where the kernel has it). -errno if the
+// kernel cannot say.
 Expected<ClientIdentity, int> peer_identity(int socket);
 
 } // namespace ionsvc

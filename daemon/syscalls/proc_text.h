@@ -27,4 +27,20 @@ inline std::optional<std::string_view> proc_field(std::string_view text, std::st
     return std::nullopt;
 }
 
+// The buffer name in what /proc/self/fd/<fd> links to: a dma-buf's
+// "/dmabuf:<name>" (the kernel's dmabuf file system), a memfd's
+// "/memfd:<name> (deleted)". Anything else is returned whole.
+inline std::string_view buffer_name_in_fd_link(std::string_view link)
+{
+    for (const std::string_view prefix : {std::string_view{"/dmabuf:"}, std::string_view{"/memfd:"}}) {
+        if (!link.starts_with(prefix))
+            continue;
+        link.remove_prefix(prefix.size());
+        if (prefix == "/memfd:" && link.ends_with(" (deleted)"))
+            link.remove_suffix(std::string_view{" (deleted)"}.size());
+        return link;
+    }
+    return link;
+}
+
 } // namespace ionsvc

@@ -118,6 +118,28 @@ public:
         return text;
     }
 
+    Expected<std::string, int> fd_link(int fd) override
+    {
+        char path[40];
+        *fmt::format_to_n(path, sizeof(path) - 1, "/proc/self/fd/{}", fd).out = '\0';
+        // Links longer than a memfd's 249-byte name and its decoration are
+        // cut: they are labels.
+        std::string target(512, '\0');
+        const ssize_t length = ::readlink(path, target.data(), target.size());
+        if (length < 0)
+            return Unexpected{-errno};
+        target.resize(static_cast<std::size_t>(length));
+        return target;
+    }
+
+    Expected<std::uint64_t, int> inode(int fd) override
+    {
+        struct stat status{};
+        if (::fstat(fd, &status) < 0)
+            return Unexpected{-errno};
+        return static_cast<std::uint64_t>(status.st_ino);
+    }
+
     int get_random(std::span<std::byte> bytes) override
     {
         std::size_t filled = 0;

@@ -45,6 +45,14 @@ public:
     // /sys/module, or -errno.
     virtual Expected<std::string, int> read_text(const char *path) = 0;
 
+    // What /proc/self/fd/<fd> links to ("/memfd:<name> (deleted)",
+    // "/dmabuf:<name>", ...), or -errno. A buffer listing reads names here.
+    virtual Expected<std::string, int> fd_link(int fd) = 0;
+    // The inode number of the file behind fd (fstat), or -errno: the same in
+    // every process that holds the file, which is how views of /proc match
+    // a buffer to the daemon's.
+    virtual Expected<std::uint64_t, int> inode(int fd) = 0;
+
     // Fills bytes from the kernel's random pool (getrandom): 0 or -errno.
     virtual int get_random(std::span<std::byte> bytes) = 0;
 };

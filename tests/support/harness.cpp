@@ -361,6 +361,42 @@ AllocationAttempt allocate_as(const std::string &socket_path, uid_t uid, const s
     return attempt;
 }
 
+TextPipe::TextPipe()
+{
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) == 0) {
+        read_end_ = UniqueFD{ends[0]};
+        write_end_ = UniqueFD{ends[1]};
+    }
+}
+
+void TextPipe::write(const std::string &text)
+{
+    const std::uint32_t length = static_cast<std::uint32_t>(text.size());
+    std::string message(reinterpret_cast<const char *>(&length), sizeof(length));
+    message += text;
+    // Below PIPE_BUF is one write; longer texts are for nobody here.
+    [[maybe_unused]] const ssize_t written = ::write(write_end_.get(), message.data(), message.size());
+}
+
+std::string TextPipe::read()
+{
+    const auto read_exactly = [&](char *data, std::size_t size) {
+        for (std::size_t done = 0; done < size;) {
+            const ssize_t n = ::read(read_end_.get(), data + done, size - done);
+            if (n <= 0)
+                return false;
+            done += static_cast<std::size_t>(n);
+        }
+        return true;
+    };
+    std::uint32_t length = 0;
+    if (!read_exactly(reinterpret_cast<char *>(&length), sizeof(length)))
+        return {};
+    std::string text(length, '\0');
+    return read_exactly(text.data(), length) ? text : std::string{};
+}
+
 OpenDaemon::OpenDaemon(const std::string &config, std::function<void()> before_exec)
 {
     std::vector<std::string> arguments;

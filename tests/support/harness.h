@@ -130,6 +130,8 @@ public:
     DaemonProcess &daemon() { return *daemon_; }
     const DaemonProcess &daemon() const { return *daemon_; }
     bufclient::Client &observer() { return *observer_; }
+    // Its config file (given or not): rewrite it, then daemon().reload().
+    std::string config_path() const { return config_directory_.path() + "/ionsvc.conf"; }
     // Fails the test unless the daemon's fds come back to the count it
     // had once the observer was connected, and its books to nothing but
     // the observer.
@@ -143,6 +145,21 @@ private:
     std::optional<DaemonProcess> daemon_;
     std::optional<bufclient::Client> observer_;
     std::size_t baseline_fds_ = 0;
+};
+
+// A pipe that carries whole texts from a child to its parent, one message
+// per write().
+class TextPipe
+{
+public:
+    TextPipe();
+    void write(const std::string &text);
+    // The next text written; empty on EOF or error.
+    std::string read();
+
+private:
+    UniqueFD read_end_;
+    UniqueFD write_end_;
 };
 
 // A pipe used as a one-byte signal between processes.

@@ -173,6 +173,7 @@ struct ClientStats
     std::string comm;
     std::string name;
     std::vector<HeapUsage> heaps;
+    std::string cgroup; // its cgroup v2 path at connect ("/system.slice/x.service"); empty if unknown
 };
 
 // A dma-buf whose client is gone but which someone still holds.
@@ -214,10 +215,48 @@ struct Stats
     std::vector<LimitUsage> limits; // those that hold for this client
 };
 
+// A client as a buffer listing names it; it may have disconnected since.
+struct ClientLabel
+{
+    std::uint64_t client_id = 0;
+    std::uint32_t pid = 0;
+    std::uint32_t uid = 0;
+    std::string comm;
+    std::string name; // its own, from its connect
+};
+
+// One live buffer the daemon handed out (list_buffers).
+struct BufferEntry
+{
+    std::uint64_t id = 0;
+    std::string heap;
+    std::uint64_t size = 0;
+    // What the kernel calls it now: a dma-buf's name (any holder may change
+    // it) or a memfd's.
+    std::string name;
+    // Of the buffer's file: the same in every process, as /proc shows it.
+    std::uint64_t inode = 0;
+    ClientLabel allocated_by;
+    bool allocator_connected = false;
+    std::vector<ClientLabel> holders;   // the connected clients that hold it now
+    std::optional<ClientLabel> orphan_of; // no client holds it: the last one that did
+    bool from_pool = false;
+    std::uint64_t age_ms = 0;
+};
+
+// Which buffers list_buffers() returns: those of this process (held, or
+// left as orphans there) and heap (a name or alias) only, if given.
+struct BufferFilter
+{
+    std::optional<pid_t> pid;
+    std::string heap;
+};
+
 enum class StatsView {
     kPids,    // per pid table
     kHeaps,   // ION debugfs heaps/<heap>
     kClients, // ION debugfs clients/<client>
+    kCgroups, // per cgroup: summed by ionsvc-ctl from the clients
 };
 
 // Sixteen pages: a loop of small buffers defers its frees, a frame's does not.
@@ -288,6 +327,10 @@ public:
     Result<void> revoke(std::string_view token);
     Result<std::vector<HeapInfo>> list_heaps();
     Result<Stats> stats(std::optional<pid_t> pid = std::nullopt, StatsView view = StatsView::kPids);
+    // Every live buffer this client may see (all for an admin; else those
+    // its uid's clients hold or left as orphans), by id. It takes a
+    // request per 256 buffers: one freed or made meanwhile may be missed.
+    Result<std::vector<BufferEntry>> list_buffers(const BufferFilter &filter = {});
 
 private:
     class Connection;

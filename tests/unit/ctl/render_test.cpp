@@ -370,7 +370,7 @@ TEST(StatsJson, HasTheDocumentedFieldsAndValues)
 TEST(StatsJson, HasEmptyArraysWithoutData)
 {
     EXPECT_EQ(stats_to_json({}),
-              nlohmann::json::parse(R"({"clients": [], "heaps": [], "pids": [], "limits": []})"));
+              nlohmann::json::parse(R"({"clients": [], "heaps": [], "pids": [], "limits": [], "cgroups": []})"));
 }
 
 TEST(StatsJson, KeepsSizesAbove4GiBExact)

@@ -43,6 +43,8 @@ public:
         ON_CALL(*this, read_text(_)).WillByDefault([](const char *path) {
             return real_syscalls().read_text(path);
         });
+        ON_CALL(*this, fd_link(_)).WillByDefault([](int fd) { return real_syscalls().fd_link(fd); });
+        ON_CALL(*this, inode(_)).WillByDefault([](int fd) { return real_syscalls().inode(fd); });
         ON_CALL(*this, get_random(_)).WillByDefault([](std::span<std::byte> bytes) {
             return real_syscalls().get_random(bytes);
         });
@@ -59,6 +61,8 @@ public:
                 (override));
     MOCK_METHOD((Expected<std::size_t, int>), read_fdinfo, (int fd, std::span<char> text), (override));
     MOCK_METHOD((Expected<std::string, int>), read_text, (const char *path), (override));
+    MOCK_METHOD((Expected<std::string, int>), fd_link, (int fd), (override));
+    MOCK_METHOD((Expected<std::uint64_t, int>), inode, (int fd), (override));
     MOCK_METHOD(int, get_random, (std::span<std::byte> bytes), (override));
 };
 

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Quota arithmetic at its edges, and the quota section of the config file.
+#include <sys/mman.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -200,6 +202,70 @@ TEST_F(Quota, AnImportStaysAnImportWhenItsAllocatorFreesItButItsLastHolderPaysFo
     EXPECT_TRUE(refusal(preview_, 4096)) << "preview holds it alone";
 }
 
+TEST(CgroupSubtree, IsTheCgroupOrBelowItAndNothingMerelyNamedAlike)
+{
+    EXPECT_TRUE(in_cgroup_subtree("/system.slice/camera.service", "/system.slice/camera.service"));
+    EXPECT_TRUE(in_cgroup_subtree("/system.slice/camera.service/worker", "/system.slice"));
+    EXPECT_TRUE(in_cgroup_subtree("/user.slice", "/"));
+    EXPECT_FALSE(in_cgroup_subtree("/system.slice/camera.service2", "/system.slice/camera.service"));
+    EXPECT_FALSE(in_cgroup_subtree("/system.slice", "/system.slice/camera.service"));
+    EXPECT_FALSE(in_cgroup_subtree("", "/")) << "an unknown cgroup is in none";
+}
+
+class CgroupQuota : public Quota
+{
+protected:
+    CgroupQuota()
+    {
+        quota_.all_heaps.cgroups["/system.slice/camera.service"] =
+            bytes(2 * kMiB, "quota.cgroups.\"/system.slice/camera.service\"");
+        books_.set_tracked_cgroups(cgroups_named(quota_));
+    }
+
+    ClientId in_cgroup(pid_t pid, uid_t uid, std::string cgroup)
+    {
+        return books_.add_client({pid, uid, uid, "worker", {}, std::move(cgroup)});
+    }
+};
+
+TEST_F(CgroupQuota, ALimitCountsEveryClientInTheSubtreeWhateverItsUid)
+{
+    const ClientId main = in_cgroup(300, 1000, "/system.slice/camera.service");
+    const ClientId helper = in_cgroup(301, 2000, "/system.slice/camera.service/helper");
+    const ClientId outsider = in_cgroup(302, 1000, "/system.slice/display.service");
+    hold(kMiB, main);
+    hold(kMiB, helper);
+    EXPECT_EQ(refusal(main, 4096).value_or(""),
+              "cgroup /system.slice/camera.service holds 2097152 bytes in 2 buffers; 1 more of 4096 bytes would "
+              "pass its limit of 2097152 bytes (quota.cgroups.\"/system.slice/camera.service\")");
+    EXPECT_TRUE(refusal(helper, 4096)) << "a cgroup below counts in the subtree";
+    EXPECT_FALSE(refusal(outsider, 16 * kMiB)) << "another service has a budget of its own";
+    EXPECT_FALSE(refusal(camera_, 16 * kMiB)) << "a client without a cgroup is in no subtree";
+}
+
+TEST_F(CgroupQuota, AReloadThatNamesACgroupCountsWhatItsClientsHoldAlready)
+{
+    const ClientId main = in_cgroup(300, 1000, "/system.slice/other.service");
+    hold(3 * kMiB, main);
+    quota_.all_heaps.cgroups["/system.slice/other.service"] = bytes(4 * kMiB, "quota.cgroups.other");
+    books_.set_tracked_cgroups(cgroups_named(quota_));
+    EXPECT_THAT(refusal(main, kMiB + 1).value_or(""), HasSubstr("cgroup /system.slice/other.service holds 3145728"));
+    EXPECT_FALSE(refusal(main, kMiB));
+}
+
+TEST_F(CgroupQuota, AnOrphanStaysChargedToItsCgroupUntilItDies)
+{
+    const ClientId main = in_cgroup(300, 1000, "/system.slice/camera.service");
+    const BufferId buffer = books_.add_buffer(main, kSystem, 2 * kMiB, UniqueFD{::memfd_create("b", 0)}, true);
+    books_.delivered(main, std::span<const BufferId>{&buffer, 1});
+    books_.remove_client(main, [](int) { return 2L; }); // held elsewhere: an orphan
+    ASSERT_EQ(books_.orphans().size(), 1u);
+    const ClientId next = in_cgroup(301, 1000, "/system.slice/camera.service");
+    EXPECT_TRUE(refusal(next, 4096)) << "the orphan's 2 MiB still count in the service";
+    books_.release_unreferenced(kEveryBuffer, [](int) { return 1L; });
+    EXPECT_FALSE(refusal(next, 2 * kMiB));
+}
+
 // -------------------------------------------------------------------------
 // The config file.
 
@@ -215,8 +281,11 @@ uid = { bytes = 1073741824 }
 [quota.groups]
 root = { buffers = 10 }
 45 = { bytes = "1K" }
+[quota.cgroups]
+"/system.slice/camera.service/" = { bytes = "512M" }
 [quota.heaps."ion:ion_carveout_heap"]
 uid = { bytes = "16M" }
+cgroups = { "/machine.slice" = { buffers = 8 } }
 )",
                                      "test.conf");
     ASSERT_TRUE(config) << config.error();
@@ -233,6 +302,11 @@ uid = { bytes = "16M" }
     EXPECT_EQ(quota.all_heaps.groups.at(45).bytes, 1024u);
     EXPECT_EQ(quota.heaps.at("ion:ion_carveout_heap").uid.bytes, 16ull << 20);
     EXPECT_EQ(quota.heaps.at("ion:ion_carveout_heap").uid.origin, "quota.heaps.ion:ion_carveout_heap.uid");
+    const Limit &camera = quota.all_heaps.cgroups.at("/system.slice/camera.service");
+    EXPECT_EQ(camera.bytes, 512ull << 20) << "a trailing / is dropped";
+    EXPECT_EQ(camera.origin, "quota.cgroups.\"/system.slice/camera.service\"");
+    EXPECT_EQ(quota.heaps.at("ion:ion_carveout_heap").cgroups.at("/machine.slice").buffers, 8u);
+    EXPECT_EQ(cgroups_named(quota), (std::vector<std::string>{"/system.slice/camera.service", "/machine.slice"}));
 }
 
 TEST(QuotaConfig, WithoutAQuotaSectionLimitsNothing)
@@ -257,6 +331,10 @@ TEST(QuotaConfig, MistakesAreErrorsWithTheirLineAndColumn)
         {"[quota]\nclient = { bytes = \"99999999T\" }\n", "test.conf:2:20: size too large"},
         {"[quota]\nimports_count = 1\n", "test.conf:2:17: 'quota.imports_count' must be true or false"},
         {"[quota.heaps.memfd]\nimports_count = true\n", "test.conf:2:1: unknown setting 'quota.heaps.memfd.imports_count'"},
+        {"[quota.cgroups]\n\"system.slice\" = { bytes = 1 }\n",
+         "test.conf:2:1: 'system.slice' is not a cgroup path: it must start with '/'"},
+        {"[quota.cgroups]\n\"/a/../b\" = { bytes = 1 }\n", "test.conf:2:1: '/a/../b' is not a cgroup path"},
+        {"[quota]\ncgroups = 3\n", "test.conf:2:11: 'quota.cgroups' must be a table"},
     });
 }
 

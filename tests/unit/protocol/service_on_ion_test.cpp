@@ -138,6 +138,16 @@ protected:
         return response.reply.stats();
     }
 
+    // The first page of the buffers client may see.
+    wire::BuffersReply list_buffers(ClientContext &client)
+    {
+        wire::Request request;
+        request.mutable_buffers();
+        const Response response = send(client, request);
+        EXPECT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+        return response.reply.buffers();
+    }
+
     // The bytes stats gives client in heap, 0 if it lists none there.
     static std::uint64_t bytes_of(const wire::StatsReply &reply, const ClientContext &client,
                                   std::string_view heap)
@@ -715,6 +725,77 @@ TEST_F(SharingOnIon, AnUndoneImportGivesNoTokenBackOnceItsSharerLetGo)
     ASSERT_EQ(service_.books().remove_buffer(camera_.id, buffer, nobody_else_holds), 0);
     service_.undo_allocation(display_, lost);
     EXPECT_EQ(import(display_, token).reply.status(), wire::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------- buffers
+
+TEST_F(ServiceOnIon, ABufferListingNamesTheAllocatorAfterItLeftAndEveryHolderStillConnected)
+{
+    const Response response = alloc(camera_, 1u << kSystemId);
+    const BufferId id = response.reply.alloc().buffers(0).id();
+    references_[response.fds[0]] = 3; // the daemon's, the camera's fd, the display's
+    wire::Request share;
+    share.mutable_share()->set_buffer_id(id);
+    const std::string token = send(camera_, share).reply.share().token();
+    wire::Request import;
+    import.mutable_import_buffer()->set_token(token);
+    const Response imported = send(display_, import);
+    ASSERT_EQ(imported.reply.status(), wire::OK) << imported.reply.message();
+    service_.delivered(display_, imported);
+
+    wire::BuffersReply listing = list_buffers(display_);
+    ASSERT_EQ(listing.buffers_size(), 1);
+    EXPECT_EQ(listing.buffers(0).holders_size(), 2) << "the camera and the display";
+    EXPECT_TRUE(listing.buffers(0).allocator_connected());
+
+    service_.disconnect(camera_.id);
+    listing = list_buffers(display_);
+    ASSERT_EQ(listing.buffers_size(), 1);
+    const wire::BufferEntry &buffer = listing.buffers(0);
+    EXPECT_EQ(buffer.id(), id);
+    EXPECT_EQ(buffer.heap(), "ion:ion_system_heap");
+    EXPECT_EQ(buffer.size(), 65536u);
+    EXPECT_EQ(buffer.allocated_by().pid(), 100u);
+    EXPECT_EQ(buffer.allocated_by().comm(), "camera");
+    EXPECT_FALSE(buffer.allocator_connected());
+    ASSERT_EQ(buffer.holders_size(), 1);
+    EXPECT_EQ(buffer.holders(0).comm(), "display");
+    EXPECT_FALSE(buffer.has_orphan_of());
+}
+
+TEST_F(ServiceOnIon, AnOrphanIsListedWithTheLastClientThatHeldIt)
+{
+    ClientContext named = connect(300, "recorder");
+    const Response response = alloc(named, 1u << kSystemId);
+    references_[response.fds[0]] = 2; // a process that got the fd keeps it
+    service_.disconnect(named.id);
+
+    const wire::BuffersReply listing = list_buffers(display_);
+    ASSERT_EQ(listing.buffers_size(), 1);
+    const wire::BufferEntry &buffer = listing.buffers(0);
+    ASSERT_TRUE(buffer.has_orphan_of());
+    EXPECT_EQ(buffer.orphan_of().pid(), 300u);
+    EXPECT_EQ(buffer.orphan_of().comm(), "recorder");
+    EXPECT_EQ(buffer.holders_size(), 0);
+
+    references_[response.fds[0]] = 1;
+    EXPECT_EQ(list_buffers(display_).buffers_size(), 0) << "it died: the listing counts afresh";
+}
+
+TEST_F(ServiceOnIon, AClientThatIsNoAdminListsOnlyTheBuffersOfItsOwnUid)
+{
+    ClientContext stranger = connect(300, "stranger", 2000);
+    alloc(stranger, 1u << kSystemId);
+    const BufferId cameras = alloc(camera_, 1u << kSystemId).reply.alloc().buffers(0).id();
+    references_.clear();
+    for (int fd = 0; fd < 1024; ++fd)
+        references_[fd] = 2; // every buffer held elsewhere too: none is released
+
+    const wire::BuffersReply mine = list_buffers(display_);
+    ASSERT_EQ(mine.buffers_size(), 1) << "uid 2000's buffer is none of uid 1000's business";
+    EXPECT_EQ(mine.buffers(0).id(), cameras);
+    ClientContext root = connect(1, "ionsvc-ctl", 0);
+    EXPECT_EQ(list_buffers(root).buffers_size(), 2) << "root sees every buffer";
 }
 
 } // namespace

@@ -81,6 +81,21 @@ protected:
         return send(request);
     }
 
+    // A second client, pid 77 "display" of the same uid, allocates one
+    // buffer of size: the reply's status.
+    wire::StatusCode display_allocates(std::uint64_t size)
+    {
+        ClientContext display{service_.connect({77, 1000, 1000, "display"}), true};
+        wire::Request request;
+        request.mutable_alloc()->set_size(size);
+        request.mutable_alloc()->set_count(1);
+        Response response;
+        const std::string packet = request.SerializeAsString();
+        service_.handle_packet(display, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
+                               response);
+        return response.reply.status();
+    }
+
     const Usage &memfd_usage() { return service_.books().heap_usage(0); }
 
     // The real kernel unless a test injects a fault.
@@ -482,15 +497,7 @@ TEST_F(ServiceTest, StatsNarrowedToAPidCountOnlyThatPid)
     hello();
     alloc(4096, 2);
     // The same uid as the asking client: others' clients it would not see.
-    ClientContext other{service_.connect({77, 1000, 1000, "display"}), true};
-    wire::Request other_alloc;
-    other_alloc.mutable_alloc()->set_size(65536);
-    other_alloc.mutable_alloc()->set_count(1);
-    Response ignored;
-    const std::string packet = other_alloc.SerializeAsString();
-    service_.handle_packet(other, {reinterpret_cast<const std::byte *>(packet.data()), packet.size()},
-                           ignored);
-    ASSERT_EQ(ignored.reply.status(), wire::OK);
+    ASSERT_EQ(display_allocates(65536), wire::OK);
 
     wire::Request request;
     request.mutable_stats()->set_pid(77);
@@ -536,6 +543,90 @@ TEST_F(ServiceTest, DisconnectDropsEveryBufferOfTheClient)
     EXPECT_EQ(memfd_usage().buffers, 0u);
     EXPECT_EQ(memfd_usage().bytes, 0u);
     EXPECT_EQ(service_.books().clients().size(), 0u);
+}
+
+wire::Request buffers_request(std::uint64_t after_id = 0, const std::string &heap = "")
+{
+    wire::Request request;
+    request.mutable_buffers()->set_after_id(after_id);
+    request.mutable_buffers()->set_heap(heap);
+    return request;
+}
+
+TEST_F(ServiceTest, BuffersComeAPageAtATimeInIdOrderUntilNoneIsLeft)
+{
+    hello();
+    for (int batch = 0; batch < 5; ++batch)
+        ASSERT_EQ(alloc(4096, 64).reply.status(), wire::OK);
+
+    std::vector<std::uint64_t> ids;
+    std::uint64_t after = 0;
+    int pages = 0;
+    for (bool more = true; more; ++pages) {
+        const Response response = send(buffers_request(after));
+        ASSERT_EQ(response.reply.status(), wire::OK) << response.reply.message();
+        const auto &page = response.reply.buffers();
+        ASSERT_GT(page.buffers_size(), 0);
+        for (const auto &buffer : page.buffers())
+            ids.push_back(buffer.id());
+        after = ids.back();
+        more = page.more();
+    }
+    EXPECT_EQ(pages, 2) << "320 buffers, 256 to a page";
+    ASSERT_EQ(ids.size(), 320u);
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+    EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "a buffer listed twice";
+}
+
+TEST_F(ServiceTest, ABufferIsListedWithTheKernelsNameAndInodeAndItsAllocator)
+{
+    hello(kProtocolVersion, "preview");
+    const Response allocated = alloc(8192);
+    ASSERT_EQ(allocated.reply.status(), wire::OK);
+    struct stat status{};
+    ASSERT_EQ(::fstat(allocated.fds[0], &status), 0);
+
+    const Response response = send(buffers_request());
+    ASSERT_EQ(response.reply.buffers().buffers_size(), 1);
+    const wire::BufferEntry &buffer = response.reply.buffers().buffers(0);
+    EXPECT_EQ(buffer.name(), "frame") << "memfd_create's name, read back from /proc/self/fd";
+    EXPECT_EQ(buffer.inode(), status.st_ino);
+    EXPECT_EQ(buffer.heap(), "memfd");
+    EXPECT_EQ(buffer.size(), 8192u);
+    EXPECT_EQ(buffer.allocated_by().pid(), 1234u);
+    EXPECT_EQ(buffer.allocated_by().uid(), 1000u);
+    EXPECT_EQ(buffer.allocated_by().comm(), "camera");
+    EXPECT_EQ(buffer.allocated_by().name(), "preview");
+    EXPECT_TRUE(buffer.allocator_connected());
+    ASSERT_EQ(buffer.holders_size(), 1);
+    EXPECT_EQ(buffer.holders(0).client_id(), client_.id);
+    EXPECT_FALSE(buffer.from_pool());
+    EXPECT_FALSE(buffer.has_orphan_of());
+}
+
+TEST_F(ServiceTest, BuffersOfAHeapOrAliasListThatHeapAndAnUnknownOneIsNamed)
+{
+    hello();
+    alloc(4096, 2);
+    EXPECT_EQ(send(buffers_request(0, "system")).reply.buffers().buffers_size(), 2) << "the alias of memfd";
+    const Response unknown = send(buffers_request(0, "carveout"));
+    EXPECT_EQ(unknown.reply.status(), wire::INVALID_ARGUMENT);
+    EXPECT_THAT(unknown.reply.message(), HasSubstr("no heap or alias is named \"carveout\""));
+    EXPECT_THAT(unknown.reply.message(), HasSubstr("memfd"));
+}
+
+TEST_F(ServiceTest, BuffersOfAPidListOnlyThoseItsClientsHold)
+{
+    hello();
+    alloc(4096, 2);
+    ASSERT_EQ(display_allocates(65536), wire::OK);
+
+    wire::Request request = buffers_request();
+    request.mutable_buffers()->set_pid(77);
+    const Response response = send(request);
+    ASSERT_EQ(response.reply.buffers().buffers_size(), 1);
+    EXPECT_EQ(response.reply.buffers().buffers(0).size(), 65536u);
+    EXPECT_EQ(send(buffers_request()).reply.buffers().buffers_size(), 3);
 }
 
 // Faults the kernel will not produce on demand, through the syscall seam.
