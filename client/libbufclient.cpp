@@ -675,6 +675,15 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
     }
     for (const auto &limit : exchange.reply.stats().limits())
         stats.limits.push_back({limit.setting(), limit.scope(), limit.unit(), limit.used(), limit.limit()});
+    if (exchange.reply.stats().has_counters()) {
+        const auto &counters = exchange.reply.stats().counters();
+        Counters &entry = stats.counters.emplace();
+        entry.allocations = counters.allocations();
+        entry.allocated_bytes = counters.allocated_bytes();
+        entry.imports = counters.imports();
+        for (const auto &refusal : counters.refusals())
+            entry.refusals.emplace_back(static_cast<StatusCode>(refusal.status()), refusal.count());
+    }
     return stats;
 }
 

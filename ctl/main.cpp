@@ -2,15 +2,23 @@
 // ionsvc-ctl: shows what ionsvcd has handed out, to whom.
 //
 //   ionsvc-ctl [--socket PATH] stats [--view pids|cgroups|heaps|clients] [--pid N] [--json]
+//              [--format table|json|openmetrics|prometheus] [--output FILE]
 //   ionsvc-ctl [--socket PATH] heaps [--json]
 //   ionsvc-ctl [--socket PATH] buffers [--pid N] [--heap H] [--json]
+//   ionsvc-ctl [--socket PATH] top [--interval SECONDS] [--samples N]
 //   ionsvc-ctl dmabufs [--csv | --json] [--all]   (reads /proc; no daemon needed)
 //
 // Exit status: 0 on success, 1 when the daemon or the output fails, CLI11's
 // status for usage errors.
 #include <sys/types.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -23,6 +31,7 @@
 #include "dmabufs_render.h"
 #include "dmabufs_scan.h"
 #include "render.h"
+#include "top_loop.h"
 
 namespace {
 
@@ -36,6 +45,8 @@ struct Options
     bufclient::StatsView view = bufclient::StatsView::kPids;
     int pid = 0;
     bool json = false;
+    std::string format = "table"; // stats: table, json, openmetrics, prometheus
+    std::string output;           // stats: a file to replace instead of stdout
 };
 
 // stdout may be a closed pipe or a full disk: say so rather than exit 0.
@@ -44,6 +55,29 @@ int print(const std::string &text)
     std::cout << text << std::flush;
     if (!std::cout) {
         std::cerr << "ionsvc-ctl: cannot write the output\n";
+        return kFailure;
+    }
+    return 0;
+}
+
+// text as the whole of path, replaced in one rename: a reader (node_exporter
+// scraping a textfile) sees the old file or the new one, never half.
+int write_file(const std::string &path, const std::string &text)
+{
+    const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+    {
+        std::ofstream file(temporary, std::ios::trunc);
+        file << text;
+        file.flush();
+        if (!file) {
+            std::cerr << "ionsvc-ctl: cannot write " << temporary << '\n';
+            ::unlink(temporary.c_str());
+            return kFailure;
+        }
+    }
+    if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+        std::cerr << "ionsvc-ctl: cannot rename " << temporary << " to " << path << ": " << std::strerror(errno) << '\n';
+        ::unlink(temporary.c_str());
         return kFailure;
     }
     return 0;
@@ -78,7 +112,19 @@ int run_stats(const Options &options, bool pid_given)
         return entry.client_id == client->server().client_id;
     });
 
-    if (options.json)
+    if (options.format == "openmetrics" || options.format == "prometheus") {
+        auto heaps = client->list_heaps();
+        if (!heaps)
+            return fail(heaps.error());
+        make_printable(*heaps);
+        const std::string text = render_metrics(*stats, *heaps,
+                                                options.format == "openmetrics" ? MetricsFormat::kOpenMetrics
+                                                                                : MetricsFormat::kPrometheus);
+        return options.output.empty() ? print(text) : write_file(options.output, text);
+    }
+    if (!options.output.empty())
+        return write_file(options.output, json_text(stats_to_json(*stats)));
+    if (options.json || options.format == "json")
         return print(json_text(stats_to_json(*stats)));
     switch (options.view) {
     case bufclient::StatsView::kPids: return print(render_pids_table(*stats) + render_limits(stats->limits));
@@ -112,6 +158,14 @@ int run_buffers(const Options &options, const bufclient::BufferFilter &filter)
     make_printable(*buffers);
     sort_largest_first(*buffers);
     return print(options.json ? json_text(buffers_to_json(*buffers)) : render_buffers_table(*buffers));
+}
+
+int run_top_command(const Options &options, const TopOptions &top)
+{
+    auto client = connect(options);
+    if (!client)
+        return fail(client.error());
+    return run_top(*client, top);
 }
 
 struct DmabufsOptions
@@ -154,7 +208,14 @@ int run(int argc, char **argv)
         ->capture_default_str();
     CLI::Option *pid = stats->add_option("--pid", options.pid, "Only the clients of this process")
                            ->check(CLI::Range(1, INT_MAX));
-    stats->add_flag("--json", options.json, "All views' data as JSON");
+    stats->add_flag("--json", options.json, "All views' data as JSON (--format json)");
+    stats->add_option("--format", options.format,
+                      "table (the view), json, openmetrics (OpenMetrics 1.0), prometheus (text format 0.0.4, "
+                      "for node_exporter's textfile collector)")
+        ->check(CLI::IsMember({"table", "json", "openmetrics", "prometheus"}))
+        ->capture_default_str();
+    stats->add_option("--output", options.output,
+                      "Replace this file (in one rename) instead of printing; json unless --format says");
 
     CLI::App *heaps = app.add_subcommand("heaps", "The daemon's heaps and their live and peak usage");
     heaps->add_flag("--json", options.json, "As JSON");
@@ -167,6 +228,15 @@ int run(int argc, char **argv)
             ->check(CLI::Range(1, INT_MAX));
     buffers->add_option("--heap", filter.heap, "Only the buffers of this heap (a name or alias)");
     buffers->add_flag("--json", options.json, "As JSON");
+
+    CLI::App *top = app.add_subcommand("top", "The pids view live: largest first, the change since the last "
+                                               "sample, and processes whose holdings only grow flagged");
+    TopOptions top_options;
+    top->add_option("--interval", top_options.interval_seconds, "Seconds between samples")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->capture_default_str();
+    top->add_option("--samples", top_options.samples, "Stop after this many samples (0: at Ctrl-C)")
+        ->capture_default_str();
 
     DmabufsOptions dmabufs_options;
     CLI::App *dmabufs = app.add_subcommand(
@@ -185,6 +255,8 @@ int run(int argc, char **argv)
 
     if (dmabufs->parsed())
         return run_dmabufs(dmabufs_options, std::nullopt); // TODO(buffers): the daemon's buffer list, when reachable
+    if (top->parsed())
+        return run_top_command(options, top_options);
     if (buffers->parsed()) {
         if (buffers_pid_option->count() > 0)
             filter.pid = buffers_pid;

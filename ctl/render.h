@@ -130,6 +130,24 @@ std::string render_cgroups_table(const bufclient::Stats &stats);
 nlohmann::json cgroups_to_json(const bufclient::Stats &stats);
 std::string systemd_unit_of(std::string_view cgroup);
 
+// `ionsvc-ctl stats --format openmetrics|prometheus` (metrics.cpp): the
+// stats and the heaps as metric families, each with TYPE and HELP (and
+// UNIT in OpenMetrics), names and labels in Prometheus' conventions:
+//   ionsvc_heap_{live,orphaned,pool,peak}_bytes, ionsvc_heap_live_buffers
+//                                      {heap, backend}
+//   ionsvc_uid_held_{bytes,buffers}    {uid}
+//   ionsvc_cgroup_held_{bytes,buffers} {cgroup, unit}
+//   ionsvc_connections
+//   and, for root and the admin group, counters since the daemon started:
+//   ionsvc_allocations_total, ionsvc_allocated_bytes_total,
+//   ionsvc_imports_total, ionsvc_request_refusals_total {status}
+// OpenMetrics 1.0 ends with "# EOF"; Prometheus' text format 0.0.4 (what
+// node_exporter's textfile collector reads) names counters by their
+// samples (_total) and has no UNIT lines.
+enum class MetricsFormat { kOpenMetrics, kPrometheus };
+std::string render_metrics(const bufclient::Stats &stats, const std::vector<bufclient::HeapInfo> &heaps,
+                           MetricsFormat format);
+
 // `ionsvc-ctl heaps`: columns HEAP BACKEND TYPE ION_ID ALIASES BUFFERS BYTES
 // SIZE PEAK.
 std::string render_heap_list(const std::vector<bufclient::HeapInfo> &heaps);

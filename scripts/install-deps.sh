@@ -19,6 +19,10 @@ build_packages=(
 )
 test_packages=(
     libgtest-dev libgmock-dev
+    # The metrics' test reads them with the Prometheus project's own parsers.
+    python3-prometheus-client
+    # ionsvc-ctl top's test runs it in a pseudo-terminal.
+    tmux
     # The request border's fuzzer (tests/fuzz): clang with libFuzzer.
     clang libclang-rt-14-dev
     # The service files' tests (ctest -L install): systemd-analyze verify and

@@ -145,6 +145,8 @@ void Service::book_buffers(ClientContext &client, HeapIndex heap, std::uint64_t 
         response.fds.push_back(number);
         response.allocated.push_back(id);
     }
+    counters_.allocations += made.size();
+    counters_.allocated_bytes += size * made.size();
     SPDLOG_DEBUG("client {}: {} x {} bytes from {}", client.id, made.size(), size, heap_name);
 }
 

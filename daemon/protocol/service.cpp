@@ -66,6 +66,10 @@ Disposition Service::handle_packet(ClientContext &client, std::span<const std::b
                                    Response &response)
 {
     const Disposition disposition = parse_and_handle(client, packet, response);
+    // The one place every reply passes: a refusal counts here, whatever
+    // made it.
+    if (const wire::StatusCode status = response.reply.status(); status != wire::OK)
+        ++counters_.refusals[static_cast<std::size_t>(status)];
     // Before the block runs out and the arena would take more memory.
     if (request_arena_.SpaceUsed() > kRequestBlockBytes / 2)
         request_arena_.Reset();

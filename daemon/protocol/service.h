@@ -45,6 +45,16 @@ struct ServiceLimits
     std::size_t fresh_count_budget = 1024;
 };
 
+// What the Service did since it started, for stats and metrics.
+struct ServiceCounters
+{
+    std::uint64_t allocations = 0; // buffers handed out by Alloc
+    std::uint64_t allocated_bytes = 0;
+    std::uint64_t imports = 0;
+    // Replies per status, OK's left at 0.
+    std::array<std::uint64_t, wire::StatusCode_ARRAYSIZE> refusals{};
+};
+
 // The protocol border: turns requests into calls on the allocator and the
 // books, and their -errno results into statuses and messages. Holds no
 // sockets, so that everything here can be driven from a unit test.
@@ -108,6 +118,7 @@ public:
     // and is held to no connection limit.
     bool is_admin(const ClientIdentity &identity) const;
 
+    const ServiceCounters &counters() const { return counters_; }
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
     const ServiceLimits &limits() const { return limits_; }
@@ -200,6 +211,7 @@ private:
 
     // The limits that hold for client, with their use.
     void add_limits(const ClientRecord &client, wire::StatsReply &reply) const;
+    void add_counters(wire::StatsReply &reply) const;
     // Per heap, the bytes and buffers of the clients and orphans given,
     // each buffer once.
     std::vector<Usage> totals_in_scope(const ClientsInScope &clients, const std::vector<BufferId> &orphans) const;
@@ -212,6 +224,7 @@ private:
     AccessConfig access_;
     ConnectionLimits connection_limits_;
     ServiceLimits limits_;
+    ServiceCounters counters_;
     Syscalls &syscalls_;
     ReferenceCounter reference_counter_;
     // Requests are parsed into messages on this arena, which starts in

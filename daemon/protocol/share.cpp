@@ -113,6 +113,7 @@ void Service::import_buffer(ClientContext &client, const wire::ImportRequest &re
         response.used_grant = redemption.grant;
     }
     books_.add_holder(client.id, id);
+    ++counters_.imports;
     wire::BufferInfo &info = *response.reply.mutable_import_buffer()->mutable_buffer();
     info.set_id(id);
     info.set_size(shared.size);

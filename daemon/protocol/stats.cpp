@@ -27,6 +27,23 @@ void Service::stats(ClientContext &requester, const wire::StatsRequest &request,
     add_client_stats(clients, reply);
     add_heap_stats(clients, orphans_in_scope(pid, uid), reply);
     add_limits(*books_.client(requester.id), reply);
+    if (!uid)
+        add_counters(reply);
+}
+
+void Service::add_counters(wire::StatsReply &reply) const
+{
+    wire::Counters &counters = *reply.mutable_counters();
+    counters.set_allocations(counters_.allocations);
+    counters.set_allocated_bytes(counters_.allocated_bytes);
+    counters.set_imports(counters_.imports);
+    for (std::size_t status = 0; status < counters_.refusals.size(); ++status) {
+        if (counters_.refusals[status] == 0)
+            continue;
+        wire::StatusCount &entry = *counters.add_refusals();
+        entry.set_status(static_cast<wire::StatusCode>(status));
+        entry.set_count(counters_.refusals[status]);
+    }
 }
 
 void Service::add_limits(const ClientRecord &client, wire::StatsReply &reply) const

@@ -74,7 +74,8 @@ install_into() {
 
 # A unit as it must be installed: its source with the paths filled in.
 expected_unit() {
-    sed -e "s|@CMAKE_INSTALL_FULL_SBINDIR@|$sbindir|g" \
+    sed -e "s|@CMAKE_INSTALL_FULL_SBINDIR@|$sbindir|g" -e "s|@CMAKE_INSTALL_FULL_BINDIR@|$bindir|g" \
+        -e "s|@IONSVC_METRICS_DIR@|/var/lib/prometheus/node-exporter|g" \
         -e "s|@IONSVC_CONFIG_FILE@|$sysconfdir/ionsvc/ionsvc.conf|g" \
         -e "s|@CMAKE_INSTALL_FULL_DOCDIR@|$docdir|g" "$1"
 }
@@ -95,6 +96,7 @@ check_layout() {
         "$libdir/cmake/bufclient/bufclientTargets-${build_type,,}.cmake"
         "$includedir/ionsvc/expected.h" "$includedir/ionsvc/status.h" "$includedir/ionsvc/unique_fd.h"
         "$unitdir/ionsvc.service" "$unitdir/ionsvc.socket"
+        "$unitdir/ionsvc-metrics.service" "$unitdir/ionsvc-metrics.timer"
         "$sysusersdir/ionsvc.conf"
         "$udevrulesdir/60-ionsvc.rules"
         "$sysconfdir/ionsvc/ionsvc.conf"
@@ -124,7 +126,7 @@ config/ionsvc.conf $sysconfdir/ionsvc/ionsvc.conf
 docs/SYSTEMD.md $docdir/SYSTEMD.md
 EOF
     local unit
-    for unit in ionsvc.service ionsvc.socket; do
+    for unit in ionsvc.service ionsvc.socket ionsvc-metrics.service ionsvc-metrics.timer; do
         difference=$(diff <(expected_unit "$source_dir/systemd/$unit.in") "$stage$unitdir/$unit") ||
             fail "$unitdir/$unit is not its source with the installed paths:"$'\n'"$difference"
     done
@@ -271,13 +273,16 @@ check_units() {
     grep -q "^ExecStart=$stage$sbindir/ionsvcd " "$units/ionsvc.service" ||
         fail "the installed ionsvc.service has no ExecStart=$sbindir/ionsvcd"
     cp "$stage$unitdir/ionsvc.socket" "$units/"
+    sed "s|^ExecStart=$bindir/ionsvc-ctl |ExecStart=$stage$bindir/ionsvc-ctl |" \
+        "$stage$unitdir/ionsvc-metrics.service" >"$units/ionsvc-metrics.service"
+    cp "$stage$unitdir/ionsvc-metrics.timer" "$units/"
     local output
     # It warns about unknown or misspelt settings and still exits 0: any output fails.
-    if ! output=$(systemd-analyze verify "$units/ionsvc.socket" "$units/ionsvc.service" 2>&1) ||
-        [[ -n $output ]]; then
+    if ! output=$(systemd-analyze verify "$units/ionsvc.socket" "$units/ionsvc.service" \
+        "$units/ionsvc-metrics.timer" "$units/ionsvc-metrics.service" 2>&1) || [[ -n $output ]]; then
         fail "systemd-analyze verify:"$'\n'"$output"
     fi
-    pass "systemd-analyze verify passes on ionsvc.socket and ionsvc.service"
+    pass "systemd-analyze verify passes on ionsvc.socket, ionsvc.service and the metrics timer and service"
 
     # [Install]: enabling the service enables it at boot and its socket with it.
     systemctl --root="$stage" enable ionsvc.service >"$work/enable.log" 2>&1 ||
@@ -347,8 +352,9 @@ check_prefix_usr() {
     fi
     local difference
     difference=$(diff <(printf '%s\n' /etc/ionsvc/ionsvc.conf /usr/lib/systemd/system/ionsvc.service \
-                        /usr/lib/systemd/system/ionsvc.socket /usr/lib/sysusers.d/ionsvc.conf \
-                        /usr/lib/udev/rules.d/60-ionsvc.rules /usr/share/doc/ionsvc/SYSTEMD.md) \
+                        /usr/lib/systemd/system/ionsvc.socket /usr/lib/systemd/system/ionsvc-metrics.service \
+                        /usr/lib/systemd/system/ionsvc-metrics.timer /usr/lib/sysusers.d/ionsvc.conf \
+                        /usr/lib/udev/rules.d/60-ionsvc.rules /usr/share/doc/ionsvc/SYSTEMD.md | sort) \
                       <(cd "$stage" && find . ! -type d | sed 's|^\.||' | sort)) ||
         fail "for the prefix /usr the service files are not where expected ('<' missing, '>' unexpected):"$'\n'"$difference"
     grep -qx "ExecStart=/usr/sbin/ionsvcd --config /etc/ionsvc/ionsvc.conf" "$stage/usr/lib/systemd/system/ionsvc.service" ||

@@ -208,11 +208,22 @@ struct LimitUsage
     std::uint64_t limit = 0;
 };
 
+// What the daemon did since it started, over every client.
+struct Counters
+{
+    std::uint64_t allocations = 0; // buffers handed out by allocate()
+    std::uint64_t allocated_bytes = 0;
+    std::uint64_t imports = 0; // buffers handed out by import()
+    // Requests answered with each status other than OK (those that occurred).
+    std::vector<std::pair<StatusCode, std::uint64_t>> refusals;
+};
+
 struct Stats
 {
     std::vector<ClientStats> clients;
     std::vector<HeapStats> heaps;
     std::vector<LimitUsage> limits; // those that hold for this client
+    std::optional<Counters> counters; // for root and the admin group only
 };
 
 // A client as a buffer listing names it; it may have disconnected since.

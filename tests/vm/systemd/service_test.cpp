@@ -522,6 +522,42 @@ TEST_F(Service, ADaemonKilledBySignalIsRestartedAndItsClientsKeepTheirBuffers)
     EXPECT_TRUE(alice.finished());
 }
 
+TEST_F(Service, TheMetricsTimersServiceWritesTheTextfileNodeExporterReads)
+{
+    // As Debian's prometheus-node-exporter makes it: another user's directory.
+    const std::filesystem::path directory = "/var/lib/prometheus/node-exporter";
+    std::filesystem::create_directories(directory);
+    ASSERT_EQ(::chown(directory.c_str(), 65534, 65534), 0) << std::strerror(errno);
+    ASSERT_EQ(::chmod(directory.c_str(), 0755), 0);
+    ClientProcess alice(
+        "metrics-holder",
+        [&](Channel &parent) -> std::string {
+            auto client = bufclient::Client::connect({.client_name = "metrics-holder"});
+            if (!client)
+                return error_text("connect", client.error());
+            auto buffers = client->allocate({.size = kSize});
+            if (!buffers)
+                return error_text("allocate", buffers.error());
+            if (std::string problem = parent.send("holding"); !problem.empty())
+                return problem;
+            return parent.expect("done");
+        },
+        user("alice"));
+    ASSERT_EQ(alice.channel().expect("holding"), "");
+
+    const harness::CommandResult started = systemctl({"start", "ionsvc-metrics.service"});
+    EXPECT_EQ(started.exit_code, 0) << started.err;
+    const std::string metrics = read_file(directory / "ionsvc.prom");
+    EXPECT_THAT(metrics, HasSubstr("ionsvc_uid_held_bytes{uid=\"" + std::to_string(user("alice").uid) + "\"} " +
+                                   std::to_string(kSize)));
+    EXPECT_THAT(metrics, HasSubstr("# TYPE ionsvc_allocations_total counter")) << "root sees the counters";
+    for (const auto &entry : std::filesystem::directory_iterator(directory))
+        EXPECT_EQ(entry.path().filename(), "ionsvc.prom") << "a temporary file was left behind";
+    EXPECT_TRUE(alice.channel().send("done").empty());
+    EXPECT_TRUE(alice.finished());
+    std::filesystem::remove_all("/var/lib/prometheus");
+}
+
 TEST_F(Service, StoppingTheUnitsLeavesNoDaemonNoSocketAndNoBufferBehind)
 {
     const std::vector<std::string> heaps = served_heaps();
