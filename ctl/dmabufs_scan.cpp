@@ -204,7 +204,7 @@ void Scanner::add_mappings()
     for (const Mapping &mapping : mappings_) {
         const bool is_dmabuf = devices.empty() ? is_anonymous_device(mapping.map.device)
                                                : devices.contains(mapping.map.device);
-        if (is_dmabuf || !is_dmabuf)
+        if (!is_dmabuf)
             continue;
         Dmabuf &buffer = buffers_[mapping.map.inode];
         if (buffer.inode == 0) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -175,6 +176,33 @@ struct DmabufsOptions
     bool all = false;
 };
 
+// The daemon's buffers, to mark them among the machine's dma-bufs by
+// inode; none if it cannot be reached (the view says so). Each is named by
+// a client that holds it now, else by the last one (an orphan's).
+IonsvcBuffers daemon_buffers(const Options &options)
+{
+    bufclient::ConnectOptions connect_options;
+    connect_options.socket_path = options.socket_path;
+    connect_options.client_name = "ionsvc-ctl";
+    // The view needs no daemon: a silent one costs a moment, not 30 s.
+    connect_options.timeout = std::chrono::seconds(2);
+    auto client = bufclient::Client::connect(connect_options);
+    if (!client)
+        return std::nullopt;
+    auto buffers = client->list_buffers();
+    if (!buffers)
+        return std::nullopt;
+    std::vector<IonsvcBuffer> list;
+    for (const bufclient::BufferEntry &buffer : *buffers) {
+        const bufclient::ClientLabel &owner = !buffer.holders.empty() ? buffer.holders.front()
+                                              : buffer.orphan_of      ? *buffer.orphan_of
+                                                                      : buffer.allocated_by;
+        list.push_back({buffer.inode, buffer.id, buffer.heap, owner.pid, owner.comm, owner.uid});
+    }
+    make_printable(list);
+    return list;
+}
+
 // Every dma-buf of the machine, read from /proc by this process; ionsvc is
 // the daemon's list of its buffers to mark them, nullopt without one.
 int run_dmabufs(const DmabufsOptions &options, const IonsvcBuffers &ionsvc)
@@ -254,7 +282,7 @@ int run(int argc, char **argv)
     }
 
     if (dmabufs->parsed())
-        return run_dmabufs(dmabufs_options, std::nullopt); // TODO(buffers): the daemon's buffer list, when reachable
+        return run_dmabufs(dmabufs_options, daemon_buffers(options));
     if (top->parsed())
         return run_top_command(options, top_options);
     if (buffers->parsed()) {

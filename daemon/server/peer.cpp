@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "server/peer.h"
 
+#include <poll.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
@@ -65,10 +64,13 @@ UniqueFD peer_pidfd(int socket)
 }
 
 // Whether the process behind pidfd still runs: if it does, its pid was not
-// reused, and what /proc/<pid> said before this was its own.
+// reused, and what /proc/<pid> said before this was its own. A pidfd turns
+// readable when its process exits; unlike a signal 0, asking needs no
+// permission over another user's process.
 bool still_runs(const UniqueFD &pidfd)
 {
-    return ::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) == 0;
+    pollfd exited{pidfd.get(), POLLIN, 0};
+    return ::poll(&exited, 1, 0) == 0;
 }
 
 // The comm and cgroup of the peer of socket, whose pid is pid. With a

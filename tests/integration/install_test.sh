@@ -175,7 +175,10 @@ check_man_pages() {
         local helps
         helps=$("$program" --help)
         if [[ $program == */ionsvc-ctl ]]; then
-            helps+=$("$program" stats --help)$("$program" heaps --help)
+            local subcommand
+            for subcommand in stats heaps buffers top dmabufs; do
+                helps+=$("$program" "$subcommand" --help)
+            done
         fi
         for option in $(grep -o -- '--[a-z-]*' <<<"$helps" | sort -u); do
             [[ $option == --help ]] && continue

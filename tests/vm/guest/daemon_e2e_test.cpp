@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <sstream>
@@ -638,6 +639,55 @@ TEST_F(IonDebugfsOfTheDaemonsClient, MatchesTheDaemonsIonHeapTotals)
     EXPECT_TRUE(clients[0]->finished());
     ASSERT_TRUE(disconnect_seen(clients[0]->pid()));
     expect_agreement({0, 0, 0});
+}
+
+TEST_F(DaemonOnRealHeaps, DmabufsMarksEveryBufferTheDaemonHandedOutWithItsIdAndHolder)
+{
+    const std::vector<ServedHeap> heaps = served_dma_buf_heaps();
+    ASSERT_FALSE(heaps.empty());
+    ClientProcess holder("e2e-dmabufs", [&](Channel &parent) -> std::string {
+        auto client = connect("holder");
+        if (!client)
+            return error_text("connect", client.error());
+        std::vector<bufclient::Buffer> held;
+        std::string ids;
+        for (const ServedHeap &heap : heaps) {
+            auto buffers = client->allocate({.heap = heap.name, .size = 64 * KiB});
+            if (!buffers)
+                return error_text("allocate from " + heap.name, buffers.error());
+            ids += std::to_string(buffers->front().id()) + " ";
+            held.push_back(std::move(buffers->front()));
+        }
+        if (std::string problem = parent.send(ids); !problem.empty())
+            return problem;
+        return parent.expect("exit");
+    });
+    const Channel::Message ids = holder.channel().receive();
+    ASSERT_EQ(ids.error, "");
+
+    // The machine's view, from /proc, with the daemon's list matched by inode.
+    const json view = ctl_json({"dmabufs"});
+    ASSERT_TRUE(view.is_object()) << view.dump();
+    EXPECT_TRUE(view["ionsvc_matched"]);
+    std::vector<std::uint64_t> marked;
+    for (const json &buffer : view["buffers"]) {
+        if (buffer["ionsvc"].is_null())
+            continue;
+        marked.push_back(buffer["ionsvc"]["id"].get<std::uint64_t>());
+        EXPECT_EQ(buffer["ionsvc"]["pid"], holder.pid()) << buffer.dump();
+        std::vector<pid_t> holders;
+        for (const json &process : buffer["holders"])
+            holders.push_back(process["pid"].get<pid_t>());
+        EXPECT_THAT(holders, ::testing::Contains(holder.pid())) << buffer.dump();
+        EXPECT_THAT(holders, ::testing::Contains(daemon().pid())) << "the daemon keeps a reference to each";
+    }
+    std::sort(marked.begin(), marked.end());
+    std::string marked_text;
+    for (const std::uint64_t id : marked)
+        marked_text += std::to_string(id) + " ";
+    EXPECT_EQ(marked_text, ids.text) << "each buffer handed out, and only those, is marked with its ionsvc id";
+    EXPECT_TRUE(holder.channel().send("exit").empty());
+    EXPECT_TRUE(holder.finished());
 }
 
 } // namespace
