@@ -104,7 +104,7 @@ void add_holder_families(const bufclient::Stats &stats, std::vector<Family> &fam
         cgroup_bytes.samples.emplace_back(label, cgroup.bytes);
         cgroup_buffers.samples.emplace_back(label, cgroup.buffers);
     }
-    Family connections{"ionsvc_connections", "gauge", "", "Clients connected to the daemon.", {}};
+    Family connections{"ionsvc_connections", "gauge", "", "Clients connected (of the asker's uid, unless an admin asks).", {}};
     connections.samples.emplace_back("", stats.clients.size());
     for (Family *family : {&uid_bytes, &uid_buffers, &cgroup_bytes, &cgroup_buffers, &connections})
         families.push_back(std::move(*family));

@@ -149,15 +149,6 @@ void Books::set_tracked_cgroups(std::vector<std::string> roots)
     }
 }
 
-const CgroupTally *Books::cgroup_tally(std::string_view root) const
-{
-    for (const auto &tally : cgroup_tallies_) {
-        if (tally->path == root)
-            return tally.get();
-    }
-    return nullptr;
-}
-
 void Books::drop_hold(ClientRecord &client, ClientId client_id, BufferId id, BufferRecord &buffer,
                       bool imported)
 {
@@ -195,10 +186,10 @@ void Books::let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, cons
             // turn like any buffer. Its memory is pinned still, so the last
             // holder's uid and groups keep paying for it.
             const ClientIdentity &identity = last.identity;
-            orphans_[it->first] = {identity.pid,  identity.uid,
-                                   last.groups,   identity.comm,
-                                   references_besides_the_daemons(references), last.label,
-                                   identity.cgroup, last.cgroups};
+            orphans_[it->first] = {identity.pid,    identity.uid, last.groups,
+                                   identity.comm,   references_besides_the_daemons(references),
+                                   last.label,      identity.cgroup,
+                                   last.cgroups};
             charge_ids(identity.uid, last.groups, last.cgroups, buffer.heap, buffer.size, false);
             fresh_orphans_.push_back(it->first);
             return;

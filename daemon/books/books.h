@@ -308,8 +308,6 @@ public:
     // name), counted afresh from every client and orphan: the cost of a
     // config reload, none per allocation while no quota names a cgroup.
     void set_tracked_cgroups(std::vector<std::string> roots);
-    // The tally of root, if tracked.
-    const CgroupTally *cgroup_tally(std::string_view root) const;
 
 private:
     // Counts the buffer's references (noting an orphan's) and, if the
