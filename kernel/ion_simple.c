@@ -166,12 +166,23 @@ MODULE_PARM_DESC(carveout_size, "Bytes to reserve at load for the carveout heap;
 
 /* Page helpers shared by the heaps. */
 
+/*
+ * The n-th page of a physically contiguous range. nth_page() is gone from
+ * newer kernels (7.x), where the pages of one allocation are contiguous in
+ * the memory map on every configuration; before, it stepped by pfn.
+ */
+#ifdef nth_page
+#define ion_nth_page(page, n) nth_page(page, n)
+#else
+#define ion_nth_page(page, n) ((page) + (n))
+#endif
+
 static void ion_clear_pages(struct page *page, unsigned long nr_pages)
 {
 	unsigned long i;
 
 	for (i = 0; i < nr_pages; i++) {
-		clear_highpage(nth_page(page, i));
+		clear_highpage(ion_nth_page(page, i));
 		if (!(i % 1024))
 			cond_resched();
 	}
@@ -182,7 +193,7 @@ static void ion_free_page_range(struct page *page, unsigned long nr_pages)
 	unsigned long i;
 
 	for (i = 0; i < nr_pages; i++)
-		__free_page(nth_page(page, i));
+		__free_page(ion_nth_page(page, i));
 }
 
 #ifdef CONFIG_CONTIG_ALLOC
@@ -257,7 +268,7 @@ static struct page *ion_alloc_contig(unsigned long nr_pages)
 		if (page) {
 			/* Give back the tail the rounding to an order added. */
 			split_page(page, order);
-			ion_free_page_range(nth_page(page, nr_pages), (1UL << order) - nr_pages);
+			ion_free_page_range(ion_nth_page(page, nr_pages), (1UL << order) - nr_pages);
 			return page;
 		}
 	}
@@ -1253,4 +1264,9 @@ module_exit(ion_exit);
 
 MODULE_DESCRIPTION("ION allocator with the 4.12+ uapi, exporting dma-bufs");
 MODULE_LICENSE("GPL");
+/* Symbol namespaces are named by a string literal since 6.13. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+MODULE_IMPORT_NS("DMA_BUF");
+#else
 MODULE_IMPORT_NS(DMA_BUF);
+#endif

@@ -316,4 +316,9 @@ module_exit(ion_test_importer_exit);
 
 MODULE_DESCRIPTION("Test-only dma-buf importer for the ion_simple VM tests");
 MODULE_LICENSE("GPL");
+/* Symbol namespaces are named by a string literal since 6.13. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+MODULE_IMPORT_NS("DMA_BUF");
+#else
 MODULE_IMPORT_NS(DMA_BUF);
+#endif
