@@ -731,10 +731,14 @@ Result<std::vector<BufferEntry>> Client::list_buffers(const BufferFilter &filter
         const auto &reply = exchange.reply.buffers();
         for (const auto &buffer : reply.buffers())
             buffers.push_back(entry_of(buffer));
-        // A daemon that says "more" must have sent some: else it would loop.
+        // A daemon that says "more" must have sent some, and moved on: else
+        // this would ask for the same page for ever.
         if (!reply.more() || reply.buffers().empty())
             return buffers;
-        after = reply.buffers(reply.buffers_size() - 1).id();
+        const std::uint64_t last = reply.buffers(reply.buffers_size() - 1).id();
+        if (last <= after)
+            return Unexpected{Error{StatusCode::kInternal, "ionsvcd sent a page of buffers that does not move on"}};
+        after = last;
     }
 }
 
