@@ -12,7 +12,8 @@
 #
 # Daemon headers are included by their folder ("books/books.h"), so that
 # a reader sees the layer at the include. Besides the order:
-#   - the wire format (buffer.pb.h) stays at the border: protocol/ and up;
+#   - the wire format (buffer.pb.h) stays at the border: protocol/ and up,
+#     as does the state kept across a restart (recovery.pb.h);
 #   - Boost.Asio (sockets, the loop) is server/'s and main.cpp's alone;
 #   - the ION uapi (kernel/uapi/ion.h) is the ion backend's business;
 #   - libbufclient is the clients' library: the daemon never includes it;
@@ -51,10 +52,10 @@ function(ionsvc_include_problem path rank line out)
             if(target_rank GREATER rank)
                 set(problem "includes \"${target}\": ${folder}/ is a layer above it")
             endif()
-        elseif(target STREQUAL "buffer.pb.h")
+        elseif(target STREQUAL "buffer.pb.h" OR target STREQUAL "recovery.pb.h")
             list(FIND ionsvc_layers protocol protocol_rank)
             if(rank LESS protocol_rank)
-                set(problem "includes the wire format (buffer.pb.h): only protocol/ and above speak it")
+                set(problem "includes the wire format (${target}): only protocol/ and above speak it")
             endif()
         elseif(target STREQUAL "kernel/uapi/ion.h")
             if(NOT path MATCHES "^backends/")

@@ -13,8 +13,11 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -32,6 +35,7 @@
 #include "protocol/service.h"
 #include "server/guard.h"
 #include "server/listener.h"
+#include "server/recovery_keeper.h"
 #include "server/server.h"
 #include "server/watchdog.h"
 
@@ -47,6 +51,9 @@ struct Options
     bool config_given = false;
     std::string log_level = "info";
     std::uint64_t max_buffer_size = 1ull << 30;
+    // FileDescriptorStoreMax= of the unit; 0: keep nothing across a restart.
+    std::size_t fd_store_max = 0;
+    std::uint64_t reclaim_wait_s = 600;
 };
 
 void set_up_logging(const std::string &level)
@@ -216,7 +223,8 @@ ionsvc::Expected<ionsvc::SocketAccess, std::string> socket_access(const Options 
     return access;
 }
 
-// The socket systemd passed, else one of our own at --socket.
+// The socket systemd passed, else one of our own at --socket; with the
+// fds of systemd's fd store.
 ionsvc::Expected<ionsvc::Listener, std::string> open_listener(const Options &options)
 {
     auto listener = ionsvc::listener_from_systemd();
@@ -224,7 +232,10 @@ ionsvc::Expected<ionsvc::Listener, std::string> open_listener(const Options &opt
         const auto access = socket_access(options);
         if (!access)
             return ionsvc::Unexpected{access.error()};
-        listener = ionsvc::listen_on(options.socket_path, *access);
+        auto own = ionsvc::listen_on(options.socket_path, *access);
+        if (own)
+            own->stored = std::move(listener->stored);
+        listener = std::move(own);
     }
     if (!listener)
         return listener;
@@ -236,10 +247,51 @@ ionsvc::Expected<ionsvc::Listener, std::string> open_listener(const Options &opt
     return listener;
 }
 
+// The fd store's size: --fd-store-max, at most what systemd says it keeps
+// ($FDSTORE, from systemd 254); 0 if there is no service manager to keep
+// anything.
+std::size_t fd_store_limit(const Options &options)
+{
+    if (!std::getenv("NOTIFY_SOCKET"))
+        return 0;
+    std::size_t limit = options.fd_store_max;
+    if (const char *text = std::getenv("FDSTORE")) {
+        char *end = nullptr;
+        const unsigned long long systemds = std::strtoull(text, &end, 10);
+        if (end != text && *end == '\0')
+            limit = limit == 0 ? systemds : std::min<std::size_t>(limit, systemds);
+    }
+    return limit;
+}
+
+// With a store to keep them in, the books of the daemon before this one
+// come back, and this one's are kept for the next.
+std::unique_ptr<ionsvc::RecoveryKeeper> keep_books(const Options &options, boost::asio::io_context &io,
+                                                   ionsvc::Service &service,
+                                                   std::vector<std::pair<std::string, ionsvc::UniqueFD>> stored)
+{
+    const std::size_t limit = fd_store_limit(options);
+    if (limit == 0) {
+        if (!stored.empty())
+            spdlog::warn("systemd passed {} fds from its store, but the fd store is off (--fd-store-max 0, or no "
+                         "NOTIFY_SOCKET): the buffers they hold are not books again",
+                         stored.size());
+        else
+            spdlog::info("no fd store: the books do not outlive this daemon (docs/RECOVERY.md)");
+        return nullptr;
+    }
+    auto keeper = std::make_unique<ionsvc::RecoveryKeeper>(
+        io, service, ionsvc::real_syscalls(),
+        ionsvc::RecoverySettings{limit, std::chrono::seconds(options.reclaim_wait_s)});
+    keeper->restore(std::move(stored));
+    spdlog::info("keeping the books across a restart in systemd's fd store (up to {} fds)", limit);
+    return keeper;
+}
+
 // Serves clients on listening_socket until SIGTERM or SIGINT; SIGHUP
 // reloads the config.
 void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocator &allocator,
-           ionsvc::UniqueFD listening_socket)
+           ionsvc::Listener listener)
 {
     using namespace ionsvc;
 
@@ -254,7 +306,8 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
     // set (the pool's refill thread has its own lock and never the loop's),
     // so the loop takes no locks: four fewer mutex round trips per request.
     boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
-    Server server(io, service, std::move(listening_socket));
+    const auto keeper = keep_books(options, io, service, std::move(listener.stored));
+    Server server(io, service, std::move(listener.socket));
     server.set_connection_limits(config.connections);
     WatchdogPinger watchdog(io);
 
@@ -267,6 +320,10 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
         sd_notify(0, "STOPPING=1");
         watchdog.stop();
         hangup.cancel();
+        // The books as they stand go to the store before the clients are
+        // let go: the next daemon gives them back.
+        if (keeper)
+            run_guarded("writing the books for the next daemon", [&] { keeper->finish(); });
         // Stopping must not fail halfway: the loop ends once no work is left.
         if (!run_guarded("shutting down", [&] { server.stop(); }))
             io.stop();
@@ -282,6 +339,8 @@ void serve(const Options &options, const ionsvc::Config &config, ionsvc::Allocat
     hangup.async_wait(on_hangup);
 
     server.start();
+    if (keeper)
+        keeper->start();
     sd_notify(0, "READY=1");
     watchdog.start();
     io.run();
@@ -310,7 +369,7 @@ int run(const Options &options)
     }
     const bool unlink_at_exit = !listener->from_systemd;
 
-    serve(options, *config, *allocator, std::move(listener->socket));
+    serve(options, *config, *allocator, std::move(*listener));
 
     if (unlink_at_exit)
         ::unlink(options.socket_path.c_str());
@@ -353,6 +412,16 @@ int main(int argc, char **argv)
                    "Largest buffer one allocation may ask for, in bytes (suffixes K, M, G)")
         ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 48))
+        ->capture_default_str();
+    app.add_option("--fd-store-max", options.fd_store_max,
+                   "The unit's FileDescriptorStoreMax=: under systemd, every live buffer and the books "
+                   "are kept in its fd store and come back after a restart (0: off; from systemd 254, "
+                   "$FDSTORE says it)")
+        ->capture_default_str();
+    app.add_option("--reclaim-wait", options.reclaim_wait_s,
+                   "After a restart, how long a client of before it whose process lives may take to "
+                   "reconnect and reclaim its buffers, in seconds")
+        ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{86400}))
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 

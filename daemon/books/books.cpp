@@ -15,17 +15,18 @@ namespace {
 // How many released ids a client's Free may still name (see ClientRecord).
 constexpr std::size_t kRememberedReleases = 64;
 
-// The daemon's own reference is one; anything above is someone else's.
-// A count that cannot be read keeps the buffer: releasing a buffer in use
-// would lose track of it for good, keeping a dead one only for a while.
-bool only_the_daemon_holds(long references)
+// The daemon's own references (its fd, the fd store's copy) are
+// buffer.own_references; anything above is someone else's. A count that
+// cannot be read keeps the buffer: releasing a buffer in use would lose
+// track of it for good, keeping a dead one only for a while.
+bool only_the_daemon_holds(long references, const BufferRecord &buffer)
 {
-    return references >= 0 && references <= 1;
+    return references >= 0 && references <= buffer.own_references;
 }
 
-long references_besides_the_daemons(long references)
+long references_besides_the_daemons(long references, const BufferRecord &buffer)
 {
-    return references < 0 ? -1 : references - 1;
+    return references < 0 ? -1 : references - buffer.own_references;
 }
 
 } // namespace
@@ -42,6 +43,12 @@ Books::Books(std::size_t heap_count) : heap_usage_(heap_count) {}
 ClientId Books::add_client(ClientIdentity identity)
 {
     const ClientId id = next_client_id_++;
+    make_client(id, std::move(identity));
+    return id;
+}
+
+ClientRecord &Books::make_client(ClientId id, ClientIdentity identity)
+{
     ClientRecord &record = clients_[id];
     record.default_buffer_name = identity.comm + ":" + std::to_string(identity.pid);
     record.groups = identity.groups;
@@ -60,7 +67,7 @@ ClientId Books::add_client(ClientIdentity identity)
     for (const gid_t gid : record.groups)
         record.group_usage.push_back(usage_of(gid_usage_[gid]));
     record.cgroups = tallies_of(record.identity.cgroup);
-    return id;
+    return record;
 }
 
 void Books::charge(ClientRecord &client, HeapIndex heap, std::uint64_t size, bool imported)
@@ -181,13 +188,13 @@ void Books::let_go(std::unordered_map<BufferId, BufferRecord>::iterator it, cons
     BufferRecord &buffer = it->second;
     if (buffer.watched) {
         const long references = count_references(buffer.fd.get());
-        if (!only_the_daemon_holds(references)) {
+        if (!only_the_daemon_holds(references, buffer)) {
             // Its entry in the watch queue stays: the orphan is checked in
             // turn like any buffer. Its memory is pinned still, so the last
             // holder's uid and groups keep paying for it.
             const ClientIdentity &identity = last.identity;
             orphans_[it->first] = {identity.pid,    identity.uid, last.groups,
-                                   identity.comm,   references_besides_the_daemons(references),
+                                   identity.comm,   references_besides_the_daemons(references, buffer),
                                    last.label,      identity.cgroup,
                                    last.cgroups};
             charge_ids(identity.uid, last.groups, last.cgroups, buffer.heap, buffer.size, false);
@@ -207,6 +214,9 @@ void Books::erase_buffer(std::unordered_map<BufferId, BufferRecord>::iterator it
                       buffer.size, false);
         orphans_.erase(orphan);
     }
+    if (buffer.own_references > 1)
+        left_store_.push_back(it->first);
+    ++version_;
     buffer_nodes_.erase(buffers_, it);
 }
 
@@ -216,6 +226,8 @@ void Books::remove_client(ClientId client, const ReferenceCounter &count_referen
     if (it == clients_.end())
         return;
     ClientRecord &record = it->second;
+    if (!record.handles.empty())
+        ++version_;
     for (const auto &[id, handle] : record.handles) {
         const auto buffer_it = buffers_.find(id);
         BufferRecord &buffer = buffer_it->second;
@@ -238,6 +250,7 @@ void Books::set_client_name(ClientId client, std::string name)
     label.name = name;
     record.label = std::make_shared<const ClientLabel>(std::move(label));
     record.name = std::move(name);
+    ++version_;
 }
 
 BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, UniqueFD fd,
@@ -260,6 +273,9 @@ BufferId Books::add_buffer(ClientId client, HeapIndex heap, std::uint64_t size, 
     heap_usage_[heap].add(size);
     if (watched)
         watch_queue_.push_back(id);
+    if (tracking_store_)
+        unstored_.push_back(id);
+    ++version_;
     return id;
 }
 
@@ -280,6 +296,7 @@ int Books::add_holder(ClientId client, BufferId id)
         return 0;
     }
     handle->second.imported = true;
+    ++version_;
     ++buffer.in_flight;
     charge(record, buffer.heap, buffer.size, true);
     record.usage[buffer.heap].add_shared(buffer.size);
@@ -324,6 +341,7 @@ int Books::remove_buffer(ClientId client, BufferId id, const ReferenceCounter &c
         --buffer.in_flight;
     const bool imported = handle->second.imported;
     handle_nodes_.erase(record.handles, handle);
+    ++version_;
     drop_hold(record, client, id, buffer, imported);
     // Freed by its last holder: memory that someone still references
     // stays on the books as an orphan.
@@ -354,9 +372,9 @@ bool Books::release_if_unreferenced(BufferId id, const BufferRecord &buffer,
     const long references = count_references(buffer.fd.get());
     if (buffer.holders.empty()) {
         if (const auto orphan = orphans_.find(id); orphan != orphans_.end())
-            orphan->second.references = references_besides_the_daemons(references);
+            orphan->second.references = references_besides_the_daemons(references, buffer);
     }
-    if (!only_the_daemon_holds(references))
+    if (!only_the_daemon_holds(references, buffer))
         return false;
     release(id);
     return true;

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
@@ -144,6 +145,13 @@ struct BufferRecord
     // When it entered the books, in ms of CLOCK_MONOTONIC_COARSE: a listing
     // shows ages, and the coarse clock costs no more than a memory read.
     std::int64_t born_ms = 0;
+    // The references to it that are the daemon's: its fd, and the copy in
+    // systemd's fd store once it is there. Release detection lets it go
+    // when the kernel counts no more than these.
+    std::uint8_t own_references = 1;
+    // Its file's inode once stored: how the next daemon tells its fd from
+    // the others the store passes back.
+    std::uint64_t stored_inode = 0;
 };
 
 // One client's hold on a buffer.
@@ -211,6 +219,29 @@ struct ClientRecord
     // release still succeeds. Bounded: a client that never frees costs
     // nothing here.
     std::vector<BufferId> recently_released;
+    // Proof a reconnecting client shows to be this one after a restart.
+    std::string reclaim_secret;
+    // Restored from the daemon before a restart, and not reconnected yet.
+    bool awaiting_reclaim = false;
+};
+
+// A buffer as the daemon before a restart left it, to enter the books again.
+struct RestoredBuffer
+{
+    UniqueFD fd;
+    std::uint64_t inode = 0;
+    HeapIndex heap = 0;
+    std::uint64_t size = 0;
+    bool watched = false;
+    bool from_pool = false;
+    std::shared_ptr<const ClientLabel> allocated_by;
+    std::int64_t born_ms = 0;
+    // Its holders, restored clients all, the one that pays first: each with
+    // whether it is an import to it.
+    std::vector<std::pair<ClientId, bool>> holders;
+    // None: held by nobody, charged to the last holder's identity.
+    std::optional<ClientIdentity> orphan_of;
+    std::shared_ptr<const ClientLabel> orphan_label;
 };
 
 // CLOCK_MONOTONIC_COARSE in ms: the clock of BufferRecord::born_ms.
@@ -240,11 +271,44 @@ public:
     explicit Books(std::size_t heap_count);
 
     ClientId add_client(ClientIdentity identity);
+
+    // After a restart: enters client id as the daemon before it knew it,
+    // awaiting its reclaim, holding nothing yet.
+    void restore_client(ClientId id, ClientIdentity identity, std::string name, std::string secret);
+    // Enters a buffer the daemon before a restart held (the fd store's copy
+    // and fd being the daemon's references), held by its restored holders
+    // or an orphan. -EINVAL if a holder is not a restored client or the
+    // id is taken.
+    int restore_buffer(BufferId id, RestoredBuffer buffer);
+    // The next ids handed out are at least these (the restored ones stay unique).
+    void reserve_ids(ClientId next_client, BufferId next_buffer);
+    // Connection fresh, greeted just now and holding nothing, is the
+    // restored client dormant reconnecting: dormant takes fresh's identity
+    // (its charges move with it) and fresh leaves the books. -ENOENT if
+    // dormant awaits no reclaim, -EPERM if it was another uid's, -EBUSY
+    // if fresh holds buffers already.
+    int adopt(ClientId fresh, ClientId dormant);
+    // The restored clients that never came back leave, as at a disconnect.
+    std::size_t drop_unreclaimed(const ReferenceCounter &count_references);
+
+    // Store tracking: from now on every buffer that enters the books is
+    // listed for the fd store, and every stored one that leaves too.
+    void track_store() { tracking_store_ = true; }
+    // The buffers entered since the last call (some may have left again).
+    std::vector<BufferId> take_unstored() { return std::exchange(unstored_, {}); }
+    // The stored buffers (own_references 2) that left since the last call.
+    std::vector<BufferId> take_left_store() { return std::exchange(left_store_, {}); }
+    // The buffer's copy is in the fd store now; inode: its file's.
+    void mark_stored(BufferId id, std::uint64_t inode);
+    // Grows with every change to who holds what: the state written for a
+    // restart is out of date while it differs from what was written.
+    std::uint64_t version() const { return version_; }
     // Drops the client's holds. A dma-buf nobody else holds but that
     // count_references says is still referenced becomes an orphan; the
     // rest of those nobody holds are closed.
     void remove_client(ClientId client, const ReferenceCounter &count_references);
     void set_client_name(ClientId client, std::string name);
+    void set_reclaim_secret(ClientId client, std::string secret);
 
     // Enters a new buffer of size bytes in heap, held by client, in flight;
     // the books keep fd. watched: a dma-buf, for release detection.
@@ -323,6 +387,8 @@ private:
                     HeapIndex heap, std::uint64_t size, bool imported);
     void discharge_ids(uid_t uid, std::span<const gid_t> groups, std::span<CgroupTally *const> cgroups,
                        HeapIndex heap, std::uint64_t size, bool imported);
+    // Fills a new client record from its identity.
+    ClientRecord &make_client(ClientId id, ClientIdentity identity);
     // The tallies whose subtrees cgroup is in.
     std::vector<CgroupTally *> tallies_of(std::string_view cgroup) const;
     // Takes a hold out of client's usage and the buffer's holders, marking
@@ -360,6 +426,10 @@ private:
     std::deque<BufferId> fresh_orphans_;
     ClientId next_client_id_ = 1;
     BufferId next_buffer_id_ = 1;
+    std::uint64_t version_ = 0;
+    bool tracking_store_ = false;
+    std::vector<BufferId> unstored_;
+    std::vector<BufferId> left_store_;
 };
 
 } // namespace ionsvc

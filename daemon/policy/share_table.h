@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <optional>
 #include <span>
@@ -81,6 +82,11 @@ public:
     template<typename IsDead>
     std::size_t purge(ClientId client, IsDead is_dead);
 
+    // Calls f(token, grant) for every live token, to keep them across a
+    // restart; give_back() enters them again.
+    template<typename F>
+    void for_each(F f) const;
+
     std::size_t size() const { return entries_.size(); }
     std::size_t count_of(ClientId client) const;
 
@@ -116,6 +122,17 @@ std::size_t ShareTable::purge(ClientId client, IsDead is_dead)
         it = next;
     }
     return purged;
+}
+
+template<typename F>
+void ShareTable::for_each(F f) const
+{
+    std::string token(kShareTokenSize, '\0');
+    for (const auto &[index, entry] : entries_) {
+        std::memcpy(token.data(), &index, sizeof index);
+        std::memcpy(token.data() + sizeof index, entry.secret.data(), entry.secret.size());
+        f(std::string_view(token), entry.grant);
+    }
 }
 
 // Whether a and b hold the same bytes, in a time that depends only on

@@ -37,6 +37,15 @@ void Service::hello(ClientContext &client, const wire::HelloRequest &request, Re
     }
 
     client.greeted = true;
+    if (reclaim_enabled_) {
+        std::string secret(16, '\0');
+        // No randomness, no secret: this client's buffers do not outlive a
+        // restart, and it is served all the same.
+        if (syscalls_.get_random(std::as_writable_bytes(std::span(secret))) == 0) {
+            reply.set_reclaim_secret(secret);
+            books_.set_reclaim_secret(client.id, std::move(secret));
+        }
+    }
     // Untrusted text: made printable here, once, for every reply, log line
     // and terminal it reaches.
     books_.set_client_name(client.id, printable_text(request.client_name(), kMaxNameLength));

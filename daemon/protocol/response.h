@@ -18,6 +18,9 @@ struct ClientContext
 {
     ClientId id = 0;
     bool greeted = false;
+    // Between the first and the last page of a Reclaim: the ids named so far.
+    bool reclaiming = false;
+    std::vector<BufferId> reclaimed;
 };
 
 // A reply and the fds that travel with it. The fds are lent by the books:

@@ -127,6 +127,7 @@ Disposition Service::parse_and_handle(ClientContext &client, std::span<const std
     case wire::Request::kImportBuffer: import_buffer(client, request.import_buffer(), response); break;
     case wire::Request::kRevoke: revoke(client, request.revoke(), response); break;
     case wire::Request::kBuffers: list_buffers(client, request.buffers(), response); break;
+    case wire::Request::kReclaim: reclaim(client, request.reclaim(), response); break;
     case wire::Request::kHello:
     case wire::Request::BODY_NOT_SET: break;
     }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -53,6 +54,40 @@ struct ServiceCounters
     std::uint64_t imports = 0;
     // Replies per status, OK's left at 0.
     std::array<std::uint64_t, wire::StatusCode_ARRAYSIZE> refusals{};
+};
+
+// What the daemon keeps for the next one across a restart, for stats: the
+// server's recovery writer keeps it up to date.
+struct RecoveryFigures
+{
+    bool enabled = false;
+    std::uint64_t stored_buffers = 0;
+    std::uint64_t store_limit = 0;
+    // Changes not in the store yet, counted when asked.
+    std::function<std::uint64_t()> pending_changes;
+    std::uint64_t unstored_buffers = 0;
+    std::uint64_t restored_buffers = 0;
+};
+
+// An fd systemd passed back from the store, with its name.
+struct StoredFd
+{
+    std::string name;
+    UniqueFD fd;
+};
+
+// What restore_state() made of the state and fds it was given.
+struct RestoreOutcome
+{
+    std::size_t clients = 0;
+    std::size_t buffers = 0;
+    std::size_t shares = 0;
+    // Buffers the state names whose fd did not come back, or whose heap
+    // this daemon does not serve: they leave the books.
+    std::vector<std::string> dropped;
+    // Names of fds the state does not know (stored after it was written):
+    // the caller closes them and removes them from the store.
+    std::vector<std::string> unknown_fds;
 };
 
 // The protocol border: turns requests into calls on the allocator and the
@@ -119,6 +154,27 @@ public:
     bool is_admin(const ClientIdentity &identity) const;
 
     const ServiceCounters &counters() const { return counters_; }
+
+    // recovery.cpp: keeping the books across a restart.
+    // From now on every Hello gets a secret to reclaim its buffers with.
+    void enable_reclaim() { reclaim_enabled_ = true; }
+    // The books, share tokens and ids as a State (recovery.proto) of
+    // generation, serialized: stored buffers only, as the rest cannot
+    // come back.
+    std::string save_state(std::uint64_t generation);
+    // Enters the clients, buffers and tokens of a state that save_state()
+    // wrote, with the stored fds that came back; -EINVAL if it does not
+    // parse.
+    Expected<RestoreOutcome, int> restore_state(std::string_view state, std::vector<StoredFd> fds);
+    // The generation of a state that save_state() wrote; none if it does
+    // not parse.
+    static std::optional<std::uint64_t> state_generation(std::string_view state);
+    // Restored clients whose process is gone, or all those left if
+    // everyone, leave as at a disconnect. Returns how many.
+    std::size_t drop_unreclaimed(bool everyone);
+    // Restored clients that have not reclaimed their buffers yet.
+    std::size_t awaiting_reclaim() const;
+    RecoveryFigures &recovery_figures() { return recovery_; }
     Books &books() { return books_; }
     const Allocator &allocator() const { return allocator_; }
     const ServiceLimits &limits() const { return limits_; }
@@ -187,6 +243,11 @@ private:
     void import_buffer(ClientContext &client, const wire::ImportRequest &request, Response &response);
     void revoke(ClientContext &client, const wire::RevokeRequest &request, Response &response);
 
+    // recovery.cpp
+    void reclaim(ClientContext &client, const wire::ReclaimRequest &request, Response &response);
+    // The last page: the reclaimed client's buffers it did not name go.
+    void finish_reclaim(ClientContext &client);
+
     // stats.cpp
     void stats(ClientContext &client, const wire::StatsRequest &request, Response &response);
     // The uid whose clients the requester may see; none: it sees all.
@@ -233,6 +294,8 @@ private:
     static constexpr std::size_t kRequestBlockBytes = 16 * 1024;
     alignas(std::max_align_t) std::array<char, kRequestBlockBytes> request_block_;
     google::protobuf::Arena request_arena_;
+    RecoveryFigures recovery_;
+    bool reclaim_enabled_ = false;
     bool reference_count_failed_ = false; // said once in the log
     bool shutting_down_ = false;
 };

@@ -44,6 +44,14 @@ void Service::add_counters(wire::StatsReply &reply) const
         entry.set_status(static_cast<wire::StatusCode>(status));
         entry.set_count(counters_.refusals[status]);
     }
+    wire::RecoveryStatus &recovery = *reply.mutable_recovery();
+    recovery.set_enabled(recovery_.enabled);
+    recovery.set_stored_buffers(recovery_.stored_buffers);
+    recovery.set_store_limit(recovery_.store_limit);
+    recovery.set_pending_changes(recovery_.pending_changes ? recovery_.pending_changes() : 0);
+    recovery.set_unstored_buffers(recovery_.unstored_buffers);
+    recovery.set_restored_buffers(recovery_.restored_buffers);
+    recovery.set_awaiting_reclaim(awaiting_reclaim());
 }
 
 void Service::add_limits(const ClientRecord &client, wire::StatsReply &reply) const
@@ -107,6 +115,7 @@ void Service::add_client_stats(const ClientsInScope &clients, wire::StatsReply &
         client.set_client_id(id);
         client.set_pid(static_cast<std::uint32_t>(record->identity.pid));
         client.set_uid(record->identity.uid);
+        client.set_awaiting_reclaim(record->awaiting_reclaim);
         client.set_gid(record->identity.gid);
         client.set_comm(record->identity.comm);
         client.set_name(record->name);

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -45,21 +46,37 @@ bool someone_listens(const sockaddr_un &address)
 
 Expected<Listener, std::string> listener_from_systemd()
 {
-    const int count = sd_listen_fds(1);
+    char **names = nullptr;
+    const int count = sd_listen_fds_with_names(1, &names);
     if (count < 0)
         return Unexpected{fmt::format("sd_listen_fds failed: {}", errno_text(-count))};
-    if (count == 0)
-        return Listener{};
-    if (count > 1)
-        return Unexpected{fmt::format("systemd passed {} sockets; ionsvcd takes exactly one", count)};
-
-    UniqueFD socket{SD_LISTEN_FDS_START};
-    const int is_seqpacket = sd_is_socket_unix(socket.get(), SOCK_SEQPACKET, 1, nullptr, 0);
-    if (is_seqpacket <= 0)
+    Listener listener;
+    std::size_t sockets = 0;
+    for (int i = 0; i < count; ++i) {
+        UniqueFD fd{SD_LISTEN_FDS_START + i};
+        std::string name = names && names[i] ? names[i] : "";
+        if (sd_is_socket(fd.get(), AF_UNSPEC, 0, -1) > 0) {
+            ++sockets;
+            listener.socket = std::move(fd);
+        } else {
+            listener.stored.emplace_back(std::move(name), std::move(fd));
+        }
+    }
+    if (names) {
+        for (int i = 0; i < count; ++i)
+            std::free(names[i]);
+        std::free(names);
+    }
+    if (sockets == 0)
+        return listener;
+    if (sockets > 1)
+        return Unexpected{fmt::format("systemd passed {} sockets; ionsvcd takes exactly one", sockets)};
+    if (sd_is_socket_unix(listener.socket.get(), SOCK_SEQPACKET, 1, nullptr, 0) <= 0)
         return Unexpected{std::string(
             "the socket systemd passed is not a listening AF_UNIX SOCK_SEQPACKET socket "
             "(set ListenSequentialPacket= in the socket unit)")};
-    return Listener{std::move(socket), true};
+    listener.from_systemd = true;
+    return listener;
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <ionsvc/expected.h>
 #include <ionsvc/unique_fd.h>
@@ -17,10 +18,13 @@ struct Listener
 {
     UniqueFD socket;
     bool from_systemd = false; // then systemd owns the path: never unlink it
+    // The other fds systemd passed: those of its fd store, by name
+    // (LISTEN_FDNAMES), which the daemon before this one left.
+    std::vector<std::pair<std::string, UniqueFD>> stored;
 };
 
-// The socket systemd passed (LISTEN_FDS), if it passed one; an error names
-// what is wrong with what it passed.
+// The socket systemd passed (LISTEN_FDS), if it passed one, and the fds of
+// the fd store; an error names what is wrong with what it passed.
 Expected<Listener, std::string> listener_from_systemd();
 
 // Who may connect to a socket the daemon makes itself: its mode and group
