@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include <google/protobuf/arena.h>
@@ -105,6 +106,27 @@ void reset_if_full(google::protobuf::Arena &arena)
 
 } // namespace
 
+// A socket connected to the daemon at path.
+Result<UniqueFD> connect_socket(const std::string &path)
+{
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(address.sun_path))
+        return failure(StatusCode::kInvalidArgument, "socket path '" + path + "' is too long");
+    std::memcpy(address.sun_path, path.data(), path.size());
+
+    UniqueFD socket{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    if (!socket)
+        return failure(StatusCode::kResourceExhausted, "socket() failed: " + errno_text(errno));
+    if (::connect(socket.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) < 0) {
+        const int error = errno;
+        return failure(error == EACCES ? StatusCode::kPermissionDenied : StatusCode::kUnavailable,
+                       "cannot connect to ionsvcd at " + path + ": " + errno_text(error) +
+                           " (is ionsvcd running? set " + ionsvc::kSocketEnvironmentVariable + ")");
+    }
+    return socket;
+}
+
 // One request and its reply, made on the connection's arena, and the fds
 // the reply carried, with the connection locked until it goes: the caller
 // reads the reply and takes the fds in peace.
@@ -131,19 +153,39 @@ struct Exchange
 class Client::Connection
 {
 public:
-    Connection(ionsvc::UniqueFD socket, std::string path, std::chrono::milliseconds timeout,
-               std::uint64_t deferred_free_bytes)
-        : socket_(std::move(socket)), path_(std::move(path)), timeout_(timeout),
-          deferred_free_bytes_(deferred_free_bytes)
+    Connection(ionsvc::UniqueFD socket, std::string path, const ConnectOptions &options)
+        : path_(std::move(path)), timeout_(options.timeout), deferred_free_bytes_(options.deferred_free_bytes),
+          client_name_(options.client_name), reconnect_timeout_(options.reconnect_timeout)
     {
-        // The kernel enforces the timeout, both ways: no poll() per round
-        // trip, and no send that blocks forever on a daemon that stopped
-        // reading.
-        const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
-        const timeval limit{static_cast<time_t>(micros / 1'000'000),
-                            static_cast<suseconds_t>(micros % 1'000'000)};
-        ::setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-        ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+        use(std::move(socket));
+    }
+
+    // Says Hello on the new socket; the reply's facts go into server.
+    Result<void> greet()
+    {
+        ionsvc::wire::Request request;
+        ionsvc::wire::Reply reply;
+        auto &hello = *request.mutable_hello();
+        hello.set_protocol_version(ionsvc::kProtocolVersion);
+        hello.set_client_name(client_name_);
+        if (auto done = exchange_once(request, reply, ReplySize::kBounded); !done)
+            return done;
+        const auto &answer = reply.hello();
+        server.protocol_version = answer.protocol_version();
+        server.server_version = answer.server_version();
+        server.client_id = answer.client_id();
+        server.limits = {answer.limits().max_buffer_size(), answer.limits().max_batch_count(),
+                         answer.limits().max_free_ids(), answer.limits().max_request_bytes()};
+        fresh_secret_ = answer.reclaim_secret();
+        return {};
+    }
+
+    // The first connection's Hello stands: its id and secret reclaim this
+    // client's buffers after a restart.
+    void keep_identity()
+    {
+        secret_ = fresh_secret_;
+        client_id_ = server.client_id;
     }
 
     // Locks the connection for one request and its reply.
@@ -173,11 +215,28 @@ public:
     // not OK or there is no reply.
     Result<void> transact(Exchange &exchange, ReplySize reply_size = ReplySize::kBounded)
     {
-        ionsvc::wire::Reply &reply = exchange.reply;
+        if (!socket_ && may_come_back()) {
+            if (auto back = come_back(); !back)
+                return back;
+        }
+        auto done = exchange_once(exchange.request, exchange.reply, reply_size);
+        if (done || !hung_up_ || !may_come_back())
+            return done;
+        // The daemon went away: the request is sent again to the next one
+        // (its frees are in the reclaim already).
+        if (auto back = come_back(); !back)
+            return back;
+        exchange.request.clear_free_first();
+        return exchange_once(exchange.request, exchange.reply, reply_size);
+    }
+
+    // One request and its reply on the socket as it is.
+    Result<void> exchange_once(ionsvc::wire::Request &request, ionsvc::wire::Reply &reply, ReplySize reply_size)
+    {
         if (!socket_)
             return lost_earlier();
 
-        if (auto failed = send(exchange.request); !failed)
+        if (auto failed = send(request); !failed)
             return Unexpected{std::move(failed).error()};
 
         // Replies other than Stats and Buffers are small and bounded: they are read
@@ -205,10 +264,11 @@ public:
         if (received.status == -EAGAIN)
             return lose(no_reply_text());
         if (received.status == 0)
-            return lose("ionsvcd closed the connection");
+            return hang_up("ionsvcd closed the connection");
         if (received.status == -ECONNRESET) {
             if (auto refusal = refusal_before_hang_up())
                 return *refusal;
+            return hang_up("ionsvcd reset the connection");
         }
         if (received.status == -EPROTO)
             return lose("the reply carried more fds than a reply may (MSG_CTRUNC); closed them");
@@ -247,7 +307,7 @@ public:
     Result<void> free(std::span<const std::uint64_t> ids)
     {
         std::lock_guard lock(mutex_);
-        if (!socket_)
+        if (!socket_ && !may_come_back())
             return lost_earlier();
         const auto refusal = ionsvc::check_free_ids(ids, server.limits.max_free_ids,
                                                     [&](std::uint64_t id) { return held_.contains(id); });
@@ -271,15 +331,13 @@ public:
                                deferred_bytes_ <= deferred_free_bytes_ && deferred_.size() < kMaxDeferredFrees;
         if (keep_back)
             return {};
-        return send_deferred();
+        return send_deferred_or_come_back();
     }
 
     Result<void> flush_frees()
     {
         std::lock_guard lock(mutex_);
-        if (!socket_)
-            return lost_earlier();
-        return send_deferred();
+        return send_deferred_or_come_back();
     }
 
     ServerInfo server;
@@ -296,6 +354,20 @@ private:
     ionsvc::wire::Reply &new_reply()
     {
         return *google::protobuf::Arena::CreateMessage<ionsvc::wire::Reply>(&arena_);
+    }
+
+    // The kept-back frees, sent; if the daemon went away, the reclaim on
+    // the next connection frees them. mutex_ held.
+    Result<void> send_deferred_or_come_back()
+    {
+        if (socket_) {
+            auto sent = send_deferred();
+            if (sent || !hung_up_ || !may_come_back())
+                return sent;
+        }
+        if (!may_come_back())
+            return lost_earlier();
+        return come_back();
     }
 
     // The kept-back frees as a Free of their own, without reply; mutex_ held.
@@ -321,6 +393,7 @@ private:
         if (sent == -EPIPE || sent == -ECONNRESET) {
             if (auto refusal = refusal_before_hang_up())
                 return *refusal;
+            return hang_up("ionsvcd closed the connection");
         }
         if (sent < 0)
             return lose("sending the request failed: " + errno_text(static_cast<int>(-sent)));
@@ -365,7 +438,107 @@ private:
     {
         socket_.reset();
         lost_reason_ = reason;
+        hung_up_ = false;
         return failure(code, "ionsvcd at " + path_ + ": " + reason);
+    }
+
+    // The daemon closed the connection: it exited, crashed or is
+    // restarting, and the next one may give this client its buffers back.
+    Unexpected<Error> hang_up(std::string reason)
+    {
+        auto lost = lose(std::move(reason));
+        hung_up_ = true;
+        return lost;
+    }
+
+    bool may_come_back() const { return hung_up_ && !secret_.empty() && reconnect_timeout_.count() > 0; }
+
+    void use(ionsvc::UniqueFD socket)
+    {
+        socket_ = std::move(socket);
+        hung_up_ = false;
+        // The kernel enforces the timeout, both ways: no poll() per round
+        // trip, and no send that blocks forever on a daemon that stopped
+        // reading.
+        const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count();
+        const timeval limit{static_cast<time_t>(micros / 1'000'000),
+                            static_cast<suseconds_t>(micros % 1'000'000)};
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+    }
+
+    // Reconnects to the daemon that replaced the lost one and reclaims
+    // this client's buffers, retrying until reconnect_timeout_. mutex_ held.
+    Result<void> come_back()
+    {
+        const auto deadline = std::chrono::steady_clock::now() + reconnect_timeout_;
+        std::chrono::milliseconds pause{10};
+        for (;;) {
+            auto socket = connect_socket(path_);
+            if (socket) {
+                use(std::move(*socket));
+                auto done = greet();
+                if (done)
+                    return reclaim();
+                if (done.error().code != StatusCode::kUnavailable)
+                    return done;
+            } else if (socket.error().code != StatusCode::kUnavailable) {
+                return Unexpected{std::move(socket).error()};
+            } else {
+                lost_reason_ = socket.error().message;
+            }
+            // Until its socket is back (outside systemd, the new daemon
+            // makes it): a growing pause, as no event says when.
+            if (std::chrono::steady_clock::now() + pause > deadline) {
+                socket_.reset();
+                hung_up_ = true;
+                return failure(StatusCode::kUnavailable,
+                               "ionsvcd at " + path_ + " did not come back within " +
+                                   std::to_string(reconnect_timeout_.count()) + " ms: " + lost_reason_);
+            }
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds{500});
+        }
+    }
+
+    // Tells the new daemon which buffers this client still holds, a page at
+    // a time; it frees the rest (kept-back frees, replies that never came).
+    Result<void> reclaim()
+    {
+        deferred_.clear();
+        deferred_bytes_ = 0;
+        std::vector<std::uint64_t> ids;
+        ids.reserve(held_.size());
+        for (const auto &[id, held] : held_)
+            ids.push_back(id);
+        const std::size_t page = std::max<std::size_t>(1, server.limits.max_free_ids);
+        std::size_t at = 0;
+        do {
+            const std::size_t end = std::min(ids.size(), at + page);
+            ionsvc::wire::Request request;
+            ionsvc::wire::Reply reply;
+            auto &body = *request.mutable_reclaim();
+            body.set_client_id(client_id_);
+            body.set_secret(secret_);
+            body.mutable_held_ids()->Add(ids.begin() + static_cast<std::ptrdiff_t>(at),
+                                         ids.begin() + static_cast<std::ptrdiff_t>(end));
+            body.set_last(end == ids.size());
+            auto done = exchange_once(request, reply, ReplySize::kBounded);
+            if (!done && done.error().code == StatusCode::kNotFound) {
+                // This daemon kept nothing of this client: a new one from
+                // here on, its old ids unknown.
+                held_.clear();
+                keep_identity();
+                return {};
+            }
+            if (!done)
+                return done;
+            for (const std::uint64_t unknown : reply.reclaim().unknown_ids())
+                held_.erase(unknown);
+            at = end;
+        } while (at < ids.size());
+        server.client_id = client_id_;
+        return {};
     }
 
     // A reply whose fds this process had no room for: the buffers went
@@ -409,6 +582,14 @@ private:
     std::vector<std::uint64_t> deferred_; // freed here, not yet told to the daemon
     std::uint64_t deferred_bytes_ = 0;    // their sizes
     std::string lost_reason_;
+    std::string client_name_;
+    std::chrono::milliseconds reconnect_timeout_;
+    // This client to the daemon, for a reclaim after a restart: its first
+    // Hello's id and secret (none: the daemon keeps nothing).
+    std::uint64_t client_id_ = 0;
+    std::string secret_;
+    std::string fresh_secret_; // the last Hello's
+    bool hung_up_ = false;     // the daemon closed the connection
 };
 
 // ----------------------------------------------------------------- Client
@@ -426,41 +607,13 @@ const ServerInfo &Client::server() const
 Result<Client> Client::connect(const ConnectOptions &options)
 {
     const std::string path = options.socket_path.empty() ? default_socket_path() : options.socket_path;
-
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (path.size() >= sizeof(address.sun_path))
-        return failure(StatusCode::kInvalidArgument, "socket path '" + path + "' is too long");
-    std::memcpy(address.sun_path, path.data(), path.size());
-
-    UniqueFD socket{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    auto socket = connect_socket(path);
     if (!socket)
-        return failure(StatusCode::kResourceExhausted, "socket() failed: " + errno_text(errno));
-    if (::connect(socket.get(), reinterpret_cast<const sockaddr *>(&address), sizeof(address)) < 0) {
-        const int error = errno;
-        return failure(error == EACCES ? StatusCode::kPermissionDenied : StatusCode::kUnavailable,
-                       "cannot connect to ionsvcd at " + path + ": " + errno_text(error) +
-                           " (is ionsvcd running? set " + ionsvc::kSocketEnvironmentVariable + ")");
-    }
-
-    auto connection = std::make_unique<Connection>(std::move(socket), path, options.timeout,
-                                                   options.deferred_free_bytes);
-
-    Exchange exchange = connection->begin();
-    ionsvc::wire::Request &request = exchange.request;
-    auto &hello = *request.mutable_hello();
-    hello.set_protocol_version(ionsvc::kProtocolVersion);
-    hello.set_client_name(options.client_name);
-    if (auto done = connection->transact(exchange); !done)
+        return Unexpected{std::move(socket).error()};
+    auto connection = std::make_unique<Connection>(std::move(*socket), path, options);
+    if (auto done = connection->greet(); !done)
         return Unexpected{std::move(done).error()};
-
-    const auto &reply = exchange.reply.hello();
-    ServerInfo &server = connection->server;
-    server.protocol_version = reply.protocol_version();
-    server.server_version = reply.server_version();
-    server.client_id = reply.client_id();
-    server.limits = {reply.limits().max_buffer_size(), reply.limits().max_batch_count(),
-                     reply.limits().max_free_ids(), reply.limits().max_request_bytes()};
+    connection->keep_identity();
     return Client{std::move(connection)};
 }
 
@@ -656,6 +809,7 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
         entry.comm = client.comm();
         entry.name = client.name();
         entry.cgroup = client.cgroup();
+        entry.awaiting_reclaim = client.awaiting_reclaim();
         for (const auto &usage : client.heaps())
             entry.heaps.push_back({usage.heap(), usage.bytes(), usage.buffers(), usage.peak_bytes(),
                                    usage.shared_bytes(), usage.shared_buffers()});
@@ -683,6 +837,13 @@ Result<Stats> Client::stats(std::optional<pid_t> pid, StatsView view)
         entry.imports = counters.imports();
         for (const auto &refusal : counters.refusals())
             entry.refusals.emplace_back(static_cast<StatusCode>(refusal.status()), refusal.count());
+    }
+    if (exchange.reply.stats().has_recovery()) {
+        const auto &recovery = exchange.reply.stats().recovery();
+        stats.recovery = Recovery{recovery.enabled(),          recovery.stored_buffers(),
+                                  recovery.store_limit(),      recovery.pending_changes(),
+                                  recovery.unstored_buffers(), recovery.restored_buffers(),
+                                  recovery.awaiting_reclaim()};
     }
     return stats;
 }

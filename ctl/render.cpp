@@ -328,6 +328,7 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
             {"comm", client.comm},
             {"name", client.name},
             {"cgroup", client.cgroup},
+            {"awaiting_reclaim", client.awaiting_reclaim},
             {"bytes", bytes},
             {"buffers", buffers},
             {"heaps", usages_to_json(client.heaps)},
@@ -374,11 +375,22 @@ nlohmann::json stats_to_json(const bufclient::Stats &stats)
         });
     }
 
-    return {{"clients", std::move(clients)},
-            {"heaps", std::move(heaps)},
-            {"pids", std::move(pids)},
-            {"limits", limits_to_json(stats.limits)},
-            {"cgroups", cgroups_to_json(stats)}};
+    nlohmann::json json = {{"clients", std::move(clients)},
+                           {"heaps", std::move(heaps)},
+                           {"pids", std::move(pids)},
+                           {"limits", limits_to_json(stats.limits)},
+                           {"cgroups", cgroups_to_json(stats)}};
+    if (stats.recovery) {
+        const bufclient::Recovery &recovery = *stats.recovery;
+        json["recovery"] = {{"enabled", recovery.enabled},
+                            {"stored_buffers", recovery.stored_buffers},
+                            {"store_limit", recovery.store_limit},
+                            {"pending_changes", recovery.pending_changes},
+                            {"unstored_buffers", recovery.unstored_buffers},
+                            {"restored_buffers", recovery.restored_buffers},
+                            {"awaiting_reclaim", recovery.awaiting_reclaim}};
+    }
+    return json;
 }
 
 nlohmann::json heaps_to_json(const std::vector<bufclient::HeapInfo> &heaps)

@@ -242,9 +242,11 @@ void RecoveryKeeper::finish()
 {
     if (finished_)
         return;
-    flush();
+    // Stopped first: whatever happens below, the loop has no tick left to
+    // run and can end.
     finished_ = true;
     timer_.cancel();
+    flush();
     store_.drain();
     spdlog::info("the fd store holds {} buffers and the state that makes them books again", stored_);
 }

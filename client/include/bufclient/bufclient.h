@@ -175,6 +175,9 @@ struct ClientStats
     std::string name;
     std::vector<HeapUsage> heaps;
     std::string cgroup; // its cgroup v2 path at connect ("/system.slice/x.service"); empty if unknown
+    // A client of before the daemon restarted, not back yet: its buffers
+    // wait for it to reconnect.
+    bool awaiting_reclaim = false;
 };
 
 // A dma-buf whose client is gone but which someone still holds.
@@ -219,12 +222,25 @@ struct Counters
     std::vector<std::pair<StatusCode, std::uint64_t>> refusals;
 };
 
+// What the daemon keeps for the next one if it stops or dies.
+struct Recovery
+{
+    bool enabled = false;            // it has systemd's fd store to keep them in
+    std::uint64_t stored_buffers = 0; // buffers kept there now
+    std::uint64_t store_limit = 0;
+    std::uint64_t pending_changes = 0;  // not there yet
+    std::uint64_t unstored_buffers = 0; // beyond the store's size: lost at a restart
+    std::uint64_t restored_buffers = 0; // came back when this daemon started
+    std::uint64_t awaiting_reclaim = 0; // clients of before the restart not back yet
+};
+
 struct Stats
 {
     std::vector<ClientStats> clients;
     std::vector<HeapStats> heaps;
     std::vector<LimitUsage> limits; // those that hold for this client
     std::optional<Counters> counters; // for root and the admin group only
+    std::optional<Recovery> recovery; // for root and the admin group only
 };
 
 // A client as a buffer listing names it; it may have disconnected since.
@@ -293,6 +309,12 @@ struct ConnectOptions
     // the client closed its fds), keeps their memory: this many bytes at
     // most. 0: every free goes at once.
     std::uint64_t deferred_free_bytes = kDefaultDeferredFreeBytes;
+    // When the daemon goes away (it crashed, or was restarted) and it keeps
+    // its books across a restart, the next request reconnects, takes this
+    // client's buffers back, and goes on: ids, fds, tokens and stats stay
+    // as they were. This long at most, retrying; then the request fails
+    // UNAVAILABLE. 0: never reconnect.
+    std::chrono::milliseconds reconnect_timeout{30'000};
 };
 
 // The most freed ids a client keeps back (ConnectOptions::deferred_free_bytes).
