@@ -130,8 +130,9 @@ EOF
         difference=$(diff <(expected_unit "$source_dir/systemd/$unit.in") "$stage$unitdir/$unit") ||
             fail "$unitdir/$unit is not its source with the installed paths:"$'\n'"$difference"
     done
-    grep -qx "ExecStart=$sbindir/ionsvcd --config $sysconfdir/ionsvc/ionsvc.conf" "$stage$unitdir/ionsvc.service" ||
-        fail "ExecStart= does not start the installed daemon on the installed config"
+    grep -qx "ExecStart=$sbindir/ionsvcd --config $sysconfdir/ionsvc/ionsvc.conf --fd-store-max 4096" "$stage$unitdir/ionsvc.service" &&
+        grep -qx "FileDescriptorStoreMax=4096" "$stage$unitdir/ionsvc.service" ||
+        fail "ExecStart= does not start the installed daemon on the installed config with the fd store of FileDescriptorStoreMax="
     pass "the installed files have the right content; ExecStart=$sbindir/ionsvcd"
 
     local config=$stage$sysconfdir/ionsvc/ionsvc.conf
@@ -360,7 +361,7 @@ check_prefix_usr() {
                         /usr/lib/udev/rules.d/60-ionsvc.rules /usr/share/doc/ionsvc/SYSTEMD.md | sort) \
                       <(cd "$stage" && find . ! -type d | sed 's|^\.||' | sort)) ||
         fail "for the prefix /usr the service files are not where expected ('<' missing, '>' unexpected):"$'\n'"$difference"
-    grep -qx "ExecStart=/usr/sbin/ionsvcd --config /etc/ionsvc/ionsvc.conf" "$stage/usr/lib/systemd/system/ionsvc.service" ||
+    grep -qx "ExecStart=/usr/sbin/ionsvcd --config /etc/ionsvc/ionsvc.conf --fd-store-max 4096" "$stage/usr/lib/systemd/system/ionsvc.service" ||
         fail "for the prefix /usr, ExecStart= is: $(grep '^ExecStart=' "$stage/usr/lib/systemd/system/ionsvc.service")"
     pass "for the prefix /usr: units under /usr/lib/systemd/system, config /etc/ionsvc/ionsvc.conf, ExecStart=/usr/sbin/ionsvcd"
 }

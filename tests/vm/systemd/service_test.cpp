@@ -165,44 +165,6 @@ protected:
         systemctl({"reset-failed", kSocket, kService});
     }
 
-    static pid_t main_pid()
-    {
-        return static_cast<pid_t>(std::stol("0" + unit_property(kService, "MainPID")));
-    }
-
-    static bool service_is(const std::string &state)
-    {
-        return unit_property(kService, "ActiveState") == state;
-    }
-
-    // `ionsvc-ctl <arguments> --json` run as persona (root if none).
-    static json ctl_json(std::vector<std::string> arguments, const Persona *persona = nullptr)
-    {
-        arguments.insert(arguments.begin(), installed().ctl);
-        arguments.push_back("--json");
-        const harness::CommandResult result =
-            persona != nullptr ? run_as(*persona, arguments) : harness::run_command(arguments);
-        if (result.exit_code != 0) {
-            ADD_FAILURE() << "ionsvc-ctl exited with " << result.exit_code << ": " << result.err;
-            return nullptr;
-        }
-        json parsed = json::parse(result.out, nullptr, false);
-        if (parsed.is_discarded())
-            ADD_FAILURE() << "ionsvc-ctl printed no JSON: " << result.out;
-        return parsed;
-    }
-
-    static std::vector<std::string> served_heaps()
-    {
-        std::vector<std::string> names;
-        const json listing = ctl_json({"heaps"});
-        if (listing.is_object() && listing.contains("heaps")) {
-            for (const json &heap : listing["heaps"])
-                names.push_back(heap.value("name", ""));
-        }
-        return names;
-    }
-
     // systemctl reload, then the daemon's word that it read the file: the
     // signal is all systemctl waits for.
     static ::testing::AssertionResult reload()
@@ -473,12 +435,15 @@ TEST_F(Service, ABrokenConfigStopsTheDaemonForGoodAndTheJournalSaysWhere)
         << "the journal does not name the broken line";
 }
 
-TEST_F(Service, ADaemonKilledBySignalIsRestartedAndItsClientsKeepTheirBuffers)
+// restart_test.cpp: clients that reconnect (the default) go on through the
+// same connection objects.
+TEST_F(Service, ADaemonKilledBySignalIsRestartedAndAClientThatWillNotReconnectKeepsItsBuffers)
 {
     ClientProcess alice(
         "systemd-restart",
         [&](Channel &parent) -> std::string {
-            auto client = bufclient::Client::connect({.client_name = "restart"});
+            auto client = bufclient::Client::connect(
+                {.client_name = "restart", .reconnect_timeout = std::chrono::milliseconds{0}});
             if (!client)
                 return error_text("connect", client.error());
             auto buffers = client->allocate({.size = kSize});

@@ -48,6 +48,43 @@ std::string unit_property(const std::string &unit, const std::string &property)
     return value;
 }
 
+pid_t main_pid()
+{
+    return static_cast<pid_t>(std::stol("0" + unit_property(kService, "MainPID")));
+}
+
+bool service_is(const std::string &state)
+{
+    return unit_property(kService, "ActiveState") == state;
+}
+
+json ctl_json(std::vector<std::string> arguments, const Persona *persona)
+{
+    arguments.insert(arguments.begin(), installed().ctl);
+    arguments.push_back("--json");
+    const harness::CommandResult result =
+        persona != nullptr ? run_as(*persona, arguments) : harness::run_command(arguments);
+    if (result.exit_code != 0) {
+        ADD_FAILURE() << "ionsvc-ctl exited with " << result.exit_code << ": " << result.err;
+        return nullptr;
+    }
+    json parsed = json::parse(result.out, nullptr, false);
+    if (parsed.is_discarded())
+        ADD_FAILURE() << "ionsvc-ctl printed no JSON: " << result.out;
+    return parsed;
+}
+
+std::vector<std::string> served_heaps()
+{
+    std::vector<std::string> names;
+    const json listing = ctl_json({"heaps"});
+    if (listing.is_object() && listing.contains("heaps")) {
+        for (const json &heap : listing["heaps"])
+            names.push_back(heap.value("name", ""));
+    }
+    return names;
+}
+
 harness::CommandResult run_as(const Persona &persona, std::vector<std::string> argv)
 {
     argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=" + std::to_string(persona.uid),

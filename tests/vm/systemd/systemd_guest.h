@@ -39,6 +39,17 @@ harness::CommandResult systemctl(std::vector<std::string> arguments);
 // `systemctl show --value -p <property> <unit>`, without the newline.
 std::string unit_property(const std::string &unit, const std::string &property);
 
+// ionsvc.service's MainPID, 0 if none.
+pid_t main_pid();
+// Whether ionsvc.service's ActiveState is state.
+bool service_is(const std::string &state);
+// `ionsvc-ctl <arguments> --json` run as persona (root if none); a failure
+// fails the test and gives null.
+json ctl_json(std::vector<std::string> arguments, const Persona *persona = nullptr);
+
+// The heaps the daemon serves, by name, as root sees them.
+std::vector<std::string> served_heaps();
+
 // argv run as persona (setpriv, with its groups), collected.
 harness::CommandResult run_as(const Persona &persona, std::vector<std::string> argv);
 
