@@ -21,6 +21,7 @@
 #        IONSVC_VM_TIMEOUT (whole VM run, timeout(1) syntax; default 20m)
 #        IONSVC_VM_GUEST_TIMEOUT (ion_vm_test in the guest, seconds; default 900)
 #        IONSVC_VM_MEMORY (the guest's RAM in MiB; default 1024)
+#        IONSVC_DEBIAN_MIRROR (the sid chroot's mirror; default http://deb.debian.org/debian)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,6 +76,8 @@ parse_args() {
 check_tools() {
     require_tools qemu-system-x86_64 busybox cpio xz gzip make gcc apt-get apt-cache \
         dpkg-deb depmod modinfo flock timeout realpath
+    # The series newer than Debian 12's come from a sid chroot (kernel.sh).
+    [[ -z $suite_root ]] || require_tools debootstrap chroot unshare
     find_static_busybox
 }
 
