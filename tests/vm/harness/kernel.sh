@@ -71,6 +71,7 @@ $(tail -n 20 "$out/debootstrap.log")"
 # Makes the sid chroot the first time (about 0.6 GB once the headers are in).
 prepare_suite_root() {
     [[ -n $suite_root ]] || return 0
+    require_tools debootstrap chroot unshare env
     if [[ ! -d $suite_root ]]; then
         mkdir -p "${suite_root%/*}"
         debootstrap_into "$suite" "$suite_root"

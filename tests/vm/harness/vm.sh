@@ -76,8 +76,6 @@ parse_args() {
 check_tools() {
     require_tools qemu-system-x86_64 busybox cpio xz gzip make gcc apt-get apt-cache \
         dpkg-deb depmod modinfo flock timeout realpath
-    # The series newer than Debian 12's come from a sid chroot (kernel.sh).
-    [[ -z $suite_root ]] || require_tools debootstrap chroot unshare
     find_static_busybox
 }
 
