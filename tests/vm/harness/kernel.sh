@@ -72,6 +72,7 @@ $(tail -n 20 "$out/debootstrap.log")"
 prepare_suite_root() {
     [[ -n $suite_root ]] || return 0
     require_tools debootstrap chroot unshare env
+    ((EUID == 0)) || die "kernel series $series comes from a sid chroot, which only root can make and use"
     if [[ ! -d $suite_root ]]; then
         mkdir -p "${suite_root%/*}"
         debootstrap_into "$suite" "$suite_root"
