@@ -37,6 +37,8 @@ test_packages=(
     libelf1 libssl3 zlib1g pahole
     # The service under a booted systemd (tests/vm/harness/systemd-vm.sh):
     # a Debian image made with debootstrap, written to an ext4 disk image.
+    # debootstrap also makes the sid chroot that fetches and builds the
+    # kernels newer than Debian 12's (tests/vm/harness/kernel.sh).
     debootstrap e2fsprogs
 )
 

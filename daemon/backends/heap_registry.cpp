@@ -28,7 +28,14 @@ std::vector<AliasRule> default_alias_rules()
 {
     return {
         {"system", {"ion-type:system", "dma-heap:system", "udmabuf", "memfd"}},
-        {"contig", {"ion-type:system_contig", "dma-heap:linux,cma", "dma-heap:reserved"}},
+        // The CMA dma-heap: from 6.17 the default CMA area's heap is always
+        // default_cma_region; before, it had the area's name, reserved (set
+        // up by cma= or Kconfig) or its device-tree node's (linux,cma).  Newer
+        // kernels keep a heap of that old name too, for the same memory, and
+        // add one for every other reusable CMA region of the device tree,
+        // named after its node: those are asked for by their dma-heap: name.
+        {"contig",
+         {"ion-type:system_contig", "dma-heap:default_cma_region", "dma-heap:linux,cma", "dma-heap:reserved"}},
     };
 }
 

@@ -99,7 +99,7 @@ TEST(HeapRegistry, AnAliasThatLeadsNowhereIsNoHeapAndTheMessageSaysWhyAndNamesWh
     // Only the backends its candidates need, each with why it is not here.
     EXPECT_EQ(buffers.error().message,
               "no heap named 'contig'; alias 'contig' leads nowhere: none of ion-type:system_contig, "
-              "dma-heap:linux,cma, dma-heap:reserved is here; backend ion is not served: not chosen "
+              "dma-heap:default_cma_region, dma-heap:linux,cma, dma-heap:reserved is here; backend ion is not served: not chosen "
               "(--backend memfd); backend dma-heap is not served: not chosen (--backend memfd); this daemon "
               "serves: memfd (aliases: system)");
     EXPECT_THAT(daemon.log(), HasSubstr("alias 'contig' leads nowhere"));

@@ -79,7 +79,22 @@ TEST(HeapRegistry, ContigFallsBackToTheCmaDmaHeapAndElseLeadsNowhere)
     EXPECT_THAT(without.describe_aliases(),
                 ElementsAre("alias 'system' -> memfd",
                             "alias 'contig' leads nowhere: none of ion-type:system_contig, "
-                            "dma-heap:linux,cma, dma-heap:reserved is here"));
+                            "dma-heap:default_cma_region, dma-heap:linux,cma, dma-heap:reserved is here"));
+}
+
+TEST(HeapRegistry, ContigTakesTheDefaultCmaRegionBeforeTheLegacyNameOfTheSameArea)
+{
+    // 6.17 and later: default_cma_region, and the default area's old name
+    // beside it; any other CMA region of the device tree only by its name.
+    const HeapRegistry newer({plain_heap("dma-heap:linux,cma", "dma-heap"),
+                              plain_heap("dma-heap:default_cma_region", "dma-heap"),
+                              plain_heap("dma-heap:framebuffer@80000000", "dma-heap")},
+                             default_alias_rules());
+    EXPECT_EQ(newer.heap(newer.resolve("contig").value()).name, "dma-heap:default_cma_region");
+    EXPECT_EQ(newer.resolve("dma-heap:framebuffer@80000000").value(), 2u);
+
+    const HeapRegistry reserved({plain_heap("dma-heap:reserved", "dma-heap")}, default_alias_rules());
+    EXPECT_EQ(reserved.resolve("contig").value(), 0u);
 }
 
 TEST(HeapRegistry, AnEmptyNameIsTheSystemAliasElseTheFirstHeap)

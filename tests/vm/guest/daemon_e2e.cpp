@@ -34,7 +34,8 @@ std::string kernel_series()
     utsname name{};
     if (::uname(&name) != 0)
         return {};
-    // "6.1.0-56-amd64" -> "6.1", "6.12.117+deb12-amd64" -> "6.12".
+    // "6.1.0-56-amd64" -> "6.1", "6.12.117+deb12-amd64" -> "6.12",
+    // "7.2.13+deb14-amd64" -> "7.2".
     const std::string_view release = name.release;
     const auto dot = release.find('.');
     if (dot == std::string_view::npos)
@@ -56,8 +57,9 @@ std::optional<KernelExpectations> expectations_for(std::string_view series)
         expected.heaps.push_back("memfd");
         return expected;
     }
-    if (series == "6.12") {
-        // Both built in (=y): present without loading anything.
+    if (series == "6.12" || series == "7.2") {
+        // Both built in (=y): present without loading anything.  sid's 7.2
+        // has CMA but not its dma-heap (CONFIG_DMABUF_HEAPS_CMA is off).
         KernelExpectations expected{.has_dma_heap = true, .has_udmabuf = true, .heaps = ion};
         expected.heaps.insert(expected.heaps.end(), {"dma-heap:system", "udmabuf", "memfd"});
         return expected;

@@ -27,7 +27,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${IONSVC_VM_CACHE:-/var/cache/ionsvc-vm}
 vm_timeout=${IONSVC_VM_TIMEOUT:-20m}
 guest_timeout=${IONSVC_VM_GUEST_TIMEOUT:-900}
-mirror=${IONSVC_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 arch=amd64
 suite=bookworm
 harness_name=systemd-vm.sh
@@ -120,22 +119,16 @@ find_image_packages() {
 # Sets base to a debootstrapped image with $packages, made once per
 # package list and kept in the cache (about 300 MB; older lists are removed).
 prepare_image() {
-    local key tmp lock_fd dir
+    local key lock_fd dir
     key=$(printf '%s\n' "$suite" "$mirror" "${packages[@]}" | sha256sum | cut -c1-16)
     base=$cache/images/$suite-$key
     mkdir -p "$cache/images"
     exec {lock_fd}>>"$cache/lock"
     flock -w 1200 "$lock_fd" || die "waited 20 minutes for $cache/lock"
     if [[ ! -d $base ]]; then
-        tmp=$cache/images/.tmp-$key
-        rm -rf "$tmp"
-        log "debootstrap $suite from $mirror with ${packages[*]} (log: $out/debootstrap.log)"
-        debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
-            "$suite" "$tmp" "$mirror" >"$out/debootstrap.log" 2>&1 ||
-            die "debootstrap failed:
-$(tail -n 20 "$out/debootstrap.log")"
-        rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
-        mv "$tmp" "$base"
+        log "the image gets ${packages[*]}"
+        debootstrap_into "$suite" "$base" --include="$(IFS=,; echo "${packages[*]}")"
+        rm -rf "$base"/var/lib/apt/lists/*
         for dir in "$cache"/images/"$suite"-*; do
             [[ $dir == "$base" ]] || { log "removing $dir, replaced by $base"; rm -rf "$dir"; }
         done

@@ -21,6 +21,7 @@
 #        IONSVC_VM_TIMEOUT (whole VM run, timeout(1) syntax; default 20m)
 #        IONSVC_VM_GUEST_TIMEOUT (ion_vm_test in the guest, seconds; default 900)
 #        IONSVC_VM_MEMORY (the guest's RAM in MiB; default 1024)
+#        IONSVC_DEBIAN_MIRROR (the sid chroot's mirror; default http://deb.debian.org/debian)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
