@@ -274,7 +274,7 @@ void Service::reclaim(ClientContext &client, const wire::ReclaimRequest &request
     reply.set_client_id(client.id);
     for (const std::uint64_t id : request.held_ids()) {
         if (books_.holds(client.id, id))
-            client.reclaimed.push_back(id);
+            client.reclaimed.insert(id);
         else
             reply.add_unknown_ids(id);
     }
@@ -284,10 +284,9 @@ void Service::reclaim(ClientContext &client, const wire::ReclaimRequest &request
 
 void Service::finish_reclaim(ClientContext &client)
 {
-    std::sort(client.reclaimed.begin(), client.reclaimed.end());
     std::vector<BufferId> unnamed;
     for (const auto &[id, handle] : books_.client(client.id)->handles) {
-        if (!std::binary_search(client.reclaimed.begin(), client.reclaimed.end(), id))
+        if (!client.reclaimed.contains(id))
             unnamed.push_back(id);
     }
     // Freed before the restart, or in a reply that never arrived.

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <ionsvc/status.h>
@@ -18,9 +19,10 @@ struct ClientContext
 {
     ClientId id = 0;
     bool greeted = false;
-    // Between the first and the last page of a Reclaim: the ids named so far.
+    // Between the first and the last page of a Reclaim: the ids named so
+    // far, each once (at most the buffers the client holds).
     bool reclaiming = false;
-    std::vector<BufferId> reclaimed;
+    std::unordered_set<BufferId> reclaimed;
 };
 
 // A reply and the fds that travel with it. The fds are lent by the books:

@@ -1,40 +1,44 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <condition_variable>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <chrono>
 #include <cstddef>
 #include <deque>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include <ionsvc/unique_fd.h>
 
 namespace ionsvc {
 
-// systemd's fd store for this service (sd_notify FDSTORE=1), fed from a
-// thread of its own: PID 1 takes each fd in time that grows with the fds
-// it holds already, and the event loop must never wait for it. Operations
-// reach systemd in the order they were queued.
+// systemd's fd store for this service (sd_notify's FDSTORE=1), fed from the
+// event loop without ever waiting: PID 1 takes each fd in time that grows
+// with the fds it holds already, so what it has no room for yet waits
+// here for the next call. Operations reach systemd in the order they were
+// queued. No thread of its own: a second thread would make every
+// shared_ptr count and malloc in the daemon atomic.
 class FdStore
 {
 public:
+    // Speaks to $NOTIFY_SOCKET; with none, every operation fails.
     FdStore();
-    // Sends what is queued, then stops.
-    ~FdStore();
-    FdStore(const FdStore &) = delete;
-    FdStore &operator=(const FdStore &) = delete;
 
     // Keeps fd (a duplicate of the caller's) under name.
     void store(UniqueFD fd, std::string name);
     // Closes systemd's copies of the fds under name.
     void remove(std::string name);
-    // Waits until every operation queued so far is sent.
-    void drain();
+    // Sends up to budget queued operations, stopping at the first that
+    // would have to wait.
+    void send_some(std::size_t budget);
+    // Sends everything queued, waiting for room up to limit in all: the
+    // daemon is about to exit.
+    void send_all(std::chrono::milliseconds limit);
     // Operations queued and not sent yet.
-    std::size_t queued() const;
+    std::size_t queued() const { return queue_.size(); }
     // Operations systemd did not take (no NOTIFY_SOCKET, a send failed).
-    std::size_t failures() const;
+    std::size_t failures() const { return failures_; }
 
 private:
     struct Operation
@@ -43,17 +47,14 @@ private:
         std::string name;
     };
 
-    void run();
-    void send(Operation &operation);
+    // 0 once sent (or given up on), -EAGAIN if it must wait.
+    int send(const Operation &operation);
 
-    mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    std::condition_variable idle_;
+    UniqueFD socket_;
+    sockaddr_un address_{};
+    socklen_t address_length_ = 0;
     std::deque<Operation> queue_;
-    std::size_t sending_ = 0;
     std::size_t failures_ = 0;
-    bool stopping_ = false;
-    std::thread thread_;
 };
 
 } // namespace ionsvc

@@ -19,6 +19,11 @@ namespace ionsvc {
 namespace {
 
 constexpr std::chrono::milliseconds kTick{100};
+// Messages to systemd per tick at most: PID 1 takes each in time that grows
+// with the store, and the loop has clients to serve. The rest wait.
+constexpr std::size_t kSendsPerTick = 512;
+// At exit, how long systemd may take to have everything.
+constexpr std::chrono::seconds kFinalSendLimit{10};
 // Two for the state: the one written last stays while the next goes in.
 constexpr std::size_t kStateSlots = 2;
 constexpr std::string_view kBufferPrefix = "buf-";
@@ -137,6 +142,7 @@ void RecoveryKeeper::restore(std::vector<std::pair<std::string, UniqueFD>> store
                      "written before the daemon died)", unusable.size());
     for (std::string &name : unusable)
         store_.remove(std::move(name));
+    store_.send_some(kSendsPerTick);
     written_version_ = service_.books().version();
     reclaim_deadline_ = std::chrono::steady_clock::now() + settings_.reclaim_wait;
     update_figures();
@@ -182,6 +188,7 @@ void RecoveryKeeper::flush()
     store_new_buffers();
     if (books.version() != written_version_)
         write_state();
+    store_.send_some(kSendsPerTick);
 }
 
 void RecoveryKeeper::store_new_buffers()
@@ -247,7 +254,7 @@ void RecoveryKeeper::finish()
     finished_ = true;
     timer_.cancel();
     flush();
-    store_.drain();
+    store_.send_all(kFinalSendLimit);
     spdlog::info("the fd store holds {} buffers and the state that makes them books again", stored_);
 }
 

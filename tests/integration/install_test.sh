@@ -100,7 +100,7 @@ check_layout() {
         "$sysusersdir/ionsvc.conf"
         "$udevrulesdir/60-ionsvc.rules"
         "$sysconfdir/ionsvc/ionsvc.conf"
-        "$docdir/SYSTEMD.md"
+        "$docdir/SYSTEMD.md" "$docdir/RECOVERY.md"
         "$mandir/man8/ionsvcd.8" "$mandir/man1/ionsvc-ctl.1" "$mandir/man5/ionsvc.conf.5"
     )
     local difference
@@ -124,6 +124,7 @@ systemd/ionsvc.sysusers $sysusersdir/ionsvc.conf
 udev/60-ionsvc.rules $udevrulesdir/60-ionsvc.rules
 config/ionsvc.conf $sysconfdir/ionsvc/ionsvc.conf
 docs/SYSTEMD.md $docdir/SYSTEMD.md
+docs/RECOVERY.md $docdir/RECOVERY.md
 EOF
     local unit
     for unit in ionsvc.service ionsvc.socket ionsvc-metrics.service ionsvc-metrics.timer; do
@@ -358,7 +359,8 @@ check_prefix_usr() {
     difference=$(diff <(printf '%s\n' /etc/ionsvc/ionsvc.conf /usr/lib/systemd/system/ionsvc.service \
                         /usr/lib/systemd/system/ionsvc.socket /usr/lib/systemd/system/ionsvc-metrics.service \
                         /usr/lib/systemd/system/ionsvc-metrics.timer /usr/lib/sysusers.d/ionsvc.conf \
-                        /usr/lib/udev/rules.d/60-ionsvc.rules /usr/share/doc/ionsvc/SYSTEMD.md | sort) \
+                        /usr/lib/udev/rules.d/60-ionsvc.rules /usr/share/doc/ionsvc/SYSTEMD.md \
+                        /usr/share/doc/ionsvc/RECOVERY.md | sort) \
                       <(cd "$stage" && find . ! -type d | sed 's|^\.||' | sort)) ||
         fail "for the prefix /usr the service files are not where expected ('<' missing, '>' unexpected):"$'\n'"$difference"
     grep -qx "ExecStart=/usr/sbin/ionsvcd --config /etc/ionsvc/ionsvc.conf --fd-store-max 4096" "$stage/usr/lib/systemd/system/ionsvc.service" ||
