@@ -319,5 +319,65 @@ TEST_F(Restart, ADmaBufWhoseClientExitedIsReleasedThoughSystemdHoldsACopy)
     EXPECT_EQ(ctl_json({"stats"})["recovery"]["stored_buffers"], 0);
 }
 
+// docs/RECOVERY.md's way to the same without the units: the daemon as a
+// transient service of systemd-run, on a socket of its own, which its
+// clients find again by retrying while the next daemon makes it.
+TEST_F(Restart, ADaemonRunBySystemdRunOnItsOwnSocketKeepsItsBooksToo)
+{
+    constexpr const char *kUnit = "ionsvc-dev.service";
+    constexpr const char *kDevSocket = "/run/ionsvc-dev.sock";
+    const harness::CommandResult started = harness::run_command(
+        {"/usr/bin/systemd-run", "--quiet", "--unit=ionsvc-dev", "-p", "FileDescriptorStoreMax=64", "-p",
+         "Restart=on-failure", "-p", "Type=notify", "/usr/sbin/ionsvcd", "--socket", kDevSocket, "--socket-mode",
+         "0666", "--backend", "memfd", "--fd-store-max", "64"});
+    ASSERT_EQ(started.exit_code, 0) << started.err;
+    const auto dev_stats = [&] {
+        return ctl_json({"--socket", kDevSocket, "stats"});
+    };
+    ClientProcess client(
+        "restart-dev",
+        [&](Channel &parent) -> std::string {
+            auto connection = bufclient::Client::connect({.socket_path = kDevSocket, .client_name = "dev"});
+            if (!connection)
+                return error_text("connect", connection.error());
+            auto buffers = connection->allocate({.size = kSize});
+            if (!buffers)
+                return error_text("allocate", buffers.error());
+            if (std::string problem = parent.send("held"); !problem.empty())
+                return problem;
+            if (std::string problem = parent.expect("restarted"); !problem.empty())
+                return problem;
+            auto stats = connection->stats();
+            if (!stats)
+                return error_text("stats after the restart", stats.error());
+            if (stats->clients.size() != 1 || stats->clients[0].heaps.empty() ||
+                stats->clients[0].heaps[0].bytes != kSize)
+                return "after the restart the client's own stats do not show its buffer";
+            auto freed = connection->free(buffers->front());
+            return freed ? connection->flush_frees() ? "" : "flush_frees failed" : error_text("free", freed.error());
+        },
+        user("alice"));
+    ASSERT_EQ(client.channel().expect("held"), "");
+    ASSERT_TRUE(harness::eventually([&] {
+        const json stats = dev_stats();
+        return stats.is_object() && stats["recovery"]["stored_buffers"] == 1 &&
+               stats["recovery"]["pending_changes"] == 0;
+    }));
+    const std::string killed = unit_property(kUnit, "MainPID");
+    ASSERT_EQ(systemctl({"kill", "--signal=SIGKILL", kUnit}).exit_code, 0);
+    EXPECT_TRUE(harness::eventually([&] {
+        return unit_property(kUnit, "ActiveState") == "active" && unit_property(kUnit, "MainPID") != killed &&
+               unit_property(kUnit, "MainPID") != "0";
+    }));
+    ASSERT_EQ(client.channel().send("restarted"), "");
+    EXPECT_TRUE(client.finished());
+    EXPECT_TRUE(harness::eventually([&] {
+        const json stats = dev_stats();
+        return stats.is_object() && stats["recovery"]["stored_buffers"] == 0 && stats["heaps"][0]["live_bytes"] == 0;
+    })) << dev_stats().dump();
+    systemctl({"stop", kUnit});
+    systemctl({"reset-failed", kUnit});
+}
+
 } // namespace
 } // namespace ionsvc::vmtest
