@@ -489,14 +489,16 @@ private:
             }
             // Until its socket is back (outside systemd, the new daemon
             // makes it): a growing pause, as no event says when.
-            if (std::chrono::steady_clock::now() + pause > deadline) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= deadline) {
+                // Given up for good: later calls fail at once.
                 socket_.reset();
-                hung_up_ = true;
-                return failure(StatusCode::kUnavailable,
-                               "ionsvcd at " + path_ + " did not come back within " +
-                                   std::to_string(reconnect_timeout_.count()) + " ms: " + lost_reason_);
+                hung_up_ = false;
+                lost_reason_ = "it did not come back within " + std::to_string(reconnect_timeout_.count()) +
+                               " ms (" + lost_reason_ + ")";
+                return failure(StatusCode::kUnavailable, "ionsvcd at " + path_ + ": " + lost_reason_);
             }
-            std::this_thread::sleep_for(pause);
+            std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
             pause = std::min(pause * 2, std::chrono::milliseconds{500});
         }
     }

@@ -162,6 +162,7 @@ Expected<RestoreOutcome, int> Service::restore_state(std::string_view text, std:
             continue;
         }
         RestoredBuffer restored;
+        const std::string &name = stored->second->name;
         restored.fd = std::move(stored->second->fd);
         restored.inode = buffer.inode();
         restored.heap = *heap;
@@ -182,6 +183,7 @@ Expected<RestoreOutcome, int> Service::restore_state(std::string_view text, std:
         }
         if (books_.restore_buffer(buffer.id(), std::move(restored)) < 0) {
             outcome.dropped.push_back(fmt::format("buffer {}: the state contradicts itself", buffer.id()));
+            outcome.unknown_fds.push_back(name); // its fd is closed: systemd's copy goes too
             continue;
         }
         ++outcome.buffers;

@@ -126,6 +126,14 @@ public:
     }
 
     std::size_t stored() const { return store_.size(); }
+    // As systemd after a stop and a start: nothing kept.
+    void forget_store() { store_.clear(); }
+    // As a daemon outside systemd that is gone: nobody listens.
+    void close_socket()
+    {
+        listener_.reset();
+        ::unlink(socket_path_.c_str());
+    }
     std::size_t stored_named(const std::string &prefix) const
     {
         std::size_t count = 0;
@@ -308,6 +316,45 @@ TEST_F(Restart, AReclaimWithoutTheSecretIsRefusedAndTakesNothing)
     EXPECT_THAT(reply.message(), HasSubstr("awaits a reclaim with that secret"));
     const bufclient::Stats stats = stored_stats();
     EXPECT_EQ(bytes_of(stats, id), 64 * kKiB) << "a wrong secret took the buffers";
+}
+
+TEST_F(Restart, AClientWhoseDaemonNeverComesBackFailsOnceAfterItsWaitAndThenAtOnce)
+{
+    auto client = bufclient::Client::connect(
+        {.socket_path = manager_.socket_path(), .client_name = "patient", .reconnect_timeout = std::chrono::milliseconds{300}});
+    ASSERT_TRUE(client);
+    daemon_->kill();
+    // Connections wait in the socket as under systemd, and nobody takes
+    // them: the Hello is never answered. Closing the socket makes that a
+    // refusal, as when a daemon outside systemd is gone.
+    manager_.close_socket();
+    const auto first = client->list_heaps();
+    ASSERT_FALSE(first);
+    EXPECT_EQ(first.error().code, bufclient::StatusCode::kUnavailable);
+    EXPECT_THAT(first.error().message, HasSubstr("did not come back within 300 ms"));
+    const auto second = client->list_heaps();
+    ASSERT_FALSE(second);
+    EXPECT_THAT(second.error().message, HasSubstr("was lost earlier"));
+}
+
+TEST_F(Restart, AClientTheNextDaemonDoesNotKnowGoesOnAsANewOneWithoutItsOldIds)
+{
+    bufclient::Client client = connect("client");
+    auto buffers = client.allocate({.size = 64 * kKiB});
+    ASSERT_TRUE(buffers);
+    daemon_->kill();
+    manager_.forget_store();
+    daemon_ = manager_.start(arguments());
+
+    auto heaps = client.list_heaps();
+    ASSERT_TRUE(heaps) << heaps.error().message;
+    const auto freed = client.free(buffers->front());
+    ASSERT_FALSE(freed);
+    EXPECT_EQ(freed.error().code, bufclient::StatusCode::kNotFound);
+    auto more = client.allocate({.size = 128 * kKiB});
+    ASSERT_TRUE(more) << more.error().message;
+    const bufclient::Stats stats = stored_stats();
+    EXPECT_EQ(bytes_of(stats, client.server().client_id), 128 * kKiB) << "the new daemon charges what it knows";
 }
 
 } // namespace

@@ -312,8 +312,8 @@ struct ConnectOptions
     // When the daemon goes away (it crashed, or was restarted) and it keeps
     // its books across a restart, the next request reconnects, takes this
     // client's buffers back, and goes on: ids, fds, tokens and stats stay
-    // as they were. This long at most, retrying; then the request fails
-    // UNAVAILABLE. 0: never reconnect.
+    // as they were. This long at most, retrying; then the request, and
+    // every later one, fails UNAVAILABLE. 0: never reconnect.
     std::chrono::milliseconds reconnect_timeout{30'000};
 };
 

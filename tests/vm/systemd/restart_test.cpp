@@ -319,6 +319,66 @@ TEST_F(Restart, ADmaBufWhoseClientExitedIsReleasedThoughSystemdHoldsACopy)
     EXPECT_EQ(ctl_json({"stats"})["recovery"]["stored_buffers"], 0);
 }
 
+TEST_P(Restart, AClientThatNeverComesBackLeavesItsBuffersAsOrphansOfItsLastIdentity)
+{
+    const std::vector<std::string> heaps = served_heaps();
+    const auto dma_buf = std::find_if(heaps.begin(), heaps.end(), [](const std::string &heap) {
+        return heap != "memfd";
+    });
+    ASSERT_NE(dma_buf, heaps.end());
+    ClientProcess client(
+        "restart-gone",
+        [&](Channel &parent) -> std::string {
+            auto connection = bufclient::Client::connect({.client_name = "gone"});
+            if (!connection)
+                return error_text("connect", connection.error());
+            auto buffers = connection->allocate({.heap = *dma_buf, .size = kSize});
+            if (!buffers)
+                return error_text("allocate", buffers.error());
+            const int fd = buffers->front().fd();
+            if (std::string problem = parent.send("held", std::span(&fd, 1)); !problem.empty())
+                return problem;
+            // It leaves after the restart without a word to the new daemon;
+            // the parent holds the buffer on.
+            return parent.expect("exit");
+        },
+        user("alice"));
+    Channel::Message held = client.channel().receive();
+    ASSERT_EQ(held.text, "held") << held.error;
+    ASSERT_EQ(held.fds.size(), 1u);
+    ASSERT_TRUE(all_stored());
+    ASSERT_TRUE(stop_and_come_back());
+    const json restored = ctl_json({"stats"});
+    const json *entry = find_by(restored["clients"], "pid", client.pid());
+    ASSERT_NE(entry, nullptr) << restored.dump();
+    EXPECT_EQ((*entry)["awaiting_reclaim"], true);
+
+    ASSERT_EQ(client.channel().send("exit"), "");
+    EXPECT_TRUE(client.finished());
+    // The daemon sees its process gone and lets it go as at a disconnect:
+    // the buffer lives on in this process, an orphan charged to alice.
+    const auto orphaned_here = [&] {
+        const json stats = ctl_json({"stats"});
+        const json *heap = stats.is_object() ? find_by(stats["heaps"], "name", *dma_buf) : nullptr;
+        return heap != nullptr && find_by(stats["clients"], "pid", client.pid()) == nullptr &&
+               (*heap)["orphaned"].size() == 1 && (*heap)["orphaned"][0]["pid"] == client.pid();
+    };
+    EXPECT_TRUE(harness::eventually(orphaned_here)) << ctl_json({"stats"}).dump();
+    // alice's quota of buffers counts it.
+    const Persona alice = user("alice");
+    const json as_alice = ctl_json({"stats"}, &alice);
+    bool counted = false;
+    for (const json &limit : as_alice["limits"])
+        counted = counted || (limit["unit"] == "buffers" && limit["used"] == 1);
+    EXPECT_TRUE(counted) << as_alice.dump();
+    held.fds.clear();
+    EXPECT_TRUE(harness::eventually([&] {
+        const json stats = ctl_json({"stats"});
+        const json *heap = stats.is_object() ? find_by(stats["heaps"], "name", *dma_buf) : nullptr;
+        return heap != nullptr && (*heap)["live_bytes"] == 0 && (*heap)["orphaned"].empty();
+    })) << "the orphan outlived its last fd: " << ctl_json({"stats"}).dump();
+}
+
 // docs/RECOVERY.md's way to the same without the units: the daemon as a
 // transient service of systemd-run, on a socket of its own, which its
 // clients find again by retrying while the next daemon makes it.
