@@ -14,7 +14,7 @@ namespace {
 
 // Labels and names are shown whole up to this; they are made printable
 // again here, as every text from the daemon is before it is shown.
-constexpr std::size_t kMaxShownText = 255;
+constexpr std::size_t kMaxLabelText = 255;
 
 std::string who(const bufclient::ClientLabel &label)
 {
@@ -44,10 +44,10 @@ nlohmann::json label_to_json(const bufclient::ClientLabel &label)
             {"comm", label.comm},           {"name", label.name}};
 }
 
-void make_printable(bufclient::ClientLabel &label)
+void make_label_printable(bufclient::ClientLabel &label)
 {
-    label.comm = printable_text(label.comm, kMaxShownText);
-    label.name = printable_text(label.name, kMaxShownText);
+    make_printable(label.comm, kMaxLabelText);
+    make_printable(label.name, kMaxLabelText);
 }
 
 } // namespace
@@ -55,13 +55,13 @@ void make_printable(bufclient::ClientLabel &label)
 void make_printable(std::vector<bufclient::BufferEntry> &buffers)
 {
     for (bufclient::BufferEntry &buffer : buffers) {
-        buffer.heap = printable_text(buffer.heap, kMaxShownText);
-        buffer.name = printable_text(buffer.name, kMaxShownText);
-        make_printable(buffer.allocated_by);
+        make_printable(buffer.heap, kMaxLabelText);
+        make_printable(buffer.name, kMaxLabelText);
+        make_label_printable(buffer.allocated_by);
         for (bufclient::ClientLabel &holder : buffer.holders)
-            make_printable(holder);
+            make_label_printable(holder);
         if (buffer.orphan_of)
-            make_printable(*buffer.orphan_of);
+            make_label_printable(*buffer.orphan_of);
     }
 }
 

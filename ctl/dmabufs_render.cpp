@@ -16,7 +16,6 @@ namespace {
 
 // The most of one text shown: comms are 15 bytes and names 31, so only a
 // hostile daemon reply would reach it.
-constexpr std::size_t kMaxShownText = 4096;
 
 std::string size_text(const Dmabuf &buffer)
 {
@@ -136,25 +135,24 @@ std::string notes(const DmabufScan &scan, const IonsvcBuffers &ionsvc)
     return text;
 }
 
-void fix(std::string &text) { text = ionsvc::printable_text(text, kMaxShownText); }
 
 } // namespace
 
 void make_printable(DmabufScan &scan)
 {
     for (DmabufProcess &process : scan.processes)
-        fix(process.comm);
+        make_printable(process.comm);
     for (Dmabuf &buffer : scan.buffers) {
-        fix(buffer.exporter);
-        fix(buffer.name);
+        make_printable(buffer.exporter);
+        make_printable(buffer.name);
     }
 }
 
 void make_printable(std::vector<IonsvcBuffer> &ionsvc)
 {
     for (IonsvcBuffer &buffer : ionsvc) {
-        fix(buffer.heap);
-        fix(buffer.comm);
+        make_printable(buffer.heap);
+        make_printable(buffer.comm);
     }
 }
 

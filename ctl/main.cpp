@@ -90,11 +90,14 @@ int fail(const bufclient::Error &error)
     return kFailure;
 }
 
-bufclient::Result<bufclient::Client> connect(const Options &options)
+// timeout: the longest wait for one reply.
+bufclient::Result<bufclient::Client> connect(const Options &options,
+                                             std::chrono::milliseconds timeout = std::chrono::seconds(30))
 {
     bufclient::ConnectOptions connect_options;
     connect_options.socket_path = options.socket_path;
     connect_options.client_name = "ionsvc-ctl";
+    connect_options.timeout = timeout;
     return bufclient::Client::connect(connect_options);
 }
 
@@ -181,12 +184,8 @@ struct DmabufsOptions
 // a client that holds it now, else by the last one (an orphan's).
 IonsvcBuffers daemon_buffers(const Options &options)
 {
-    bufclient::ConnectOptions connect_options;
-    connect_options.socket_path = options.socket_path;
-    connect_options.client_name = "ionsvc-ctl";
     // The view needs no daemon: a silent one costs a moment, not 30 s.
-    connect_options.timeout = std::chrono::seconds(2);
-    auto client = bufclient::Client::connect(connect_options);
+    auto client = connect(options, std::chrono::seconds(2));
     if (!client)
         return std::nullopt;
     auto buffers = client->list_buffers();

@@ -41,7 +41,6 @@ namespace {
 // ION's formats, verbatim except that ION prints size_t with %zu and our
 // sizes are uint64_t, hence PRIu64: the same digits on every target.
 // The most of one text (a name, a comm, an error message) shown.
-constexpr std::size_t kMaxShownText = 4096;
 
 constexpr const char *kIonDashes = "----------------------------------------------------\n";
 constexpr const char *kIonOrphanedTitle = "orphaned allocations (info is from last known client):\n";
@@ -442,46 +441,42 @@ std::string error_text(const bufclient::Error &error)
     return text;
 }
 
-namespace {
-
-void fix(std::string &text)
+void make_printable(std::string &text, std::size_t limit)
 {
-    text = ionsvc::printable_text(text, kMaxShownText);
+    text = ionsvc::printable_text(text, limit);
 }
-
-} // namespace
 
 void make_printable(bufclient::Stats &stats)
 {
     for (bufclient::ClientStats &client : stats.clients) {
-        fix(client.comm);
-        fix(client.name);
-        fix(client.cgroup);
+        make_printable(client.comm);
+        make_printable(client.name);
+        make_printable(client.cgroup);
         for (bufclient::HeapUsage &usage : client.heaps)
-            fix(usage.heap);
+            make_printable(usage.heap);
     }
     for (bufclient::HeapStats &heap : stats.heaps) {
-        fix(heap.name);
-        fix(heap.backend);
-        fix(heap.type);
+        make_printable(heap.name);
+        make_printable(heap.backend);
+        make_printable(heap.type);
         for (bufclient::OrphanedBuffer &orphan : heap.orphaned)
-            fix(orphan.comm);
+            make_printable(orphan.comm);
     }
     for (bufclient::LimitUsage &limit : stats.limits) {
-        fix(limit.setting);
-        fix(limit.scope);
-        fix(limit.unit);
+        make_printable(limit.setting);
+        make_printable(limit.scope);
+        make_printable(limit.unit);
     }
 }
 
 void make_printable(std::vector<bufclient::HeapInfo> &heaps)
 {
     for (bufclient::HeapInfo &heap : heaps) {
-        fix(heap.name);
-        fix(heap.backend);
-        fix(heap.type);
+        make_printable(heap.name);
+        make_printable(heap.backend);
+        make_printable(heap.type);
         for (std::string &alias : heap.aliases)
-            fix(alias);
+            make_printable(alias);
     }
 }
 

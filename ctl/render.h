@@ -91,6 +91,12 @@ struct CgroupStats
 // Makes every text the daemon sent printable (ionsvc/text.h) before it is
 // shown: the daemon does so where client text enters, and a terminal is
 // worth checking twice. Names, comms and heap names alike.
+// How much of one text from the daemon a view shows.
+inline constexpr std::size_t kMaxShownText = 4096;
+// Text that came from the daemon, which any client may have chosen, made
+// safe for a terminal in place (ionsvc::printable_text): every view does
+// this once, where the text arrives.
+void make_printable(std::string &text, std::size_t limit = kMaxShownText);
 void make_printable(bufclient::Stats &stats);
 void make_printable(std::vector<bufclient::HeapInfo> &heaps);
 

@@ -104,22 +104,6 @@ std::optional<Made> from_udmabuf(std::size_t size)
     return Made{"udmabuf", UniqueFD(fd)};
 }
 
-// A vgem card (/dev/dri/card* whose driver is "vgem"), or an invalid fd.
-UniqueFD open_vgem()
-{
-    for (const std::string &name : list_directory("/dev/dri")) {
-        auto card = open_file("/dev/dri/" + name, O_RDWR | O_CLOEXEC);
-        char driver[16] = {};
-        drm::Version version{};
-        version.name_len = sizeof driver - 1;
-        version.name = driver;
-        if (name.starts_with("card") && card.error == kSuccess
-            && ioctl_errno(card.fd.get(), drm::kIoctlVersion, &version) == kSuccess && std::string(driver) == "vgem")
-            return std::move(card.fd);
-    }
-    return UniqueFD();
-}
-
 // A 64x64 32-bit dumb object of vgem, exported; its GEM handle stays open
 // on card (and keeps the dma-buf alive) until card is closed.
 std::optional<Made> from_vgem(int card)
@@ -231,8 +215,9 @@ protected:
         has_udmabuf_ = expected->has_udmabuf;
         const char *vgem = std::getenv("ION_VM_EXPECT_VGEM");
         if (vgem != nullptr && std::string(vgem) == "1") {
-            card_ = open_vgem();
-            ASSERT_TRUE(card_.is_valid()) << "ION_VM_EXPECT_VGEM=1 but no /dev/dri/card* is vgem's";
+            std::string looked_at;
+            card_ = open_vgem_card(looked_at);
+            ASSERT_TRUE(card_.is_valid()) << "ION_VM_EXPECT_VGEM=1 but no /dev/dri/card* is vgem's:" << looked_at;
         }
 
         ASSERT_NO_FATAL_FAILURE(make(a_, from_ion(kA)));

@@ -23,33 +23,6 @@
 namespace ionsvc::vmtest {
 namespace {
 
-// The /dev/dri/card* whose driver calls itself "vgem"; names what it
-// looked at otherwise.
-UniqueFD open_vgem_card(std::string &looked_at)
-{
-    for (const auto &name : list_directory("/dev/dri")) {
-        if (!name.starts_with("card"))
-            continue;
-        auto card = open_file("/dev/dri/" + name, O_RDWR);
-        if (card.error != kSuccess) {
-            looked_at += " " + name + " (" + to_string(card.error) + ")";
-            continue;
-        }
-        char driver[64] = {};
-        drm::Version version{};
-        version.name_len = sizeof driver - 1;
-        version.name = driver;
-        if (::ioctl(card.fd.get(), drm::kIoctlVersion, &version) != 0) {
-            looked_at += " " + name + " (DRM_IOCTL_VERSION: " + to_string(last_errno()) + ")";
-            continue;
-        }
-        if (std::string_view{driver} == "vgem")
-            return std::move(card.fd);
-        looked_at += " " + name + " (" + driver + ")";
-    }
-    return UniqueFD{};
-}
-
 struct Imported
 {
     Errno error;

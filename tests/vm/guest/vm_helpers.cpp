@@ -24,6 +24,8 @@
 
 #include <ionsvc/fd_passing.h>
 
+#include "drm_abi.h"
+
 namespace ionsvc::vmtest {
 
 static_assert(std::endian::native == std::endian::little,
@@ -883,6 +885,31 @@ int run_fd_reader()
         return 12;
     }
     return 0;
+}
+
+UniqueFD open_vgem_card(std::string &looked_at)
+{
+    for (const auto &name : list_directory("/dev/dri")) {
+        if (!name.starts_with("card"))
+            continue;
+        auto card = open_file("/dev/dri/" + name, O_RDWR);
+        if (card.error != kSuccess) {
+            looked_at += " " + name + " (" + to_string(card.error) + ")";
+            continue;
+        }
+        char driver[64] = {};
+        drm::Version version{};
+        version.name_len = sizeof driver - 1;
+        version.name = driver;
+        if (::ioctl(card.fd.get(), drm::kIoctlVersion, &version) != 0) {
+            looked_at += " " + name + " (DRM_IOCTL_VERSION: " + to_string(last_errno()) + ")";
+            continue;
+        }
+        if (std::string_view{driver} == "vgem")
+            return std::move(card.fd);
+        looked_at += " " + name + " (" + driver + ")";
+    }
+    return UniqueFD{};
 }
 
 } // namespace ionsvc::vmtest

@@ -218,6 +218,10 @@ Errno write_text_file(const std::string &path, std::string_view text);
 bool path_exists(const std::string &path);
 // Names in a directory (without . and ..); empty if it cannot be read.
 std::vector<std::string> list_directory(const std::string &path);
+
+// The /dev/dri/card* whose driver calls itself "vgem", opened read-write;
+// an invalid fd if there is none, with what it looked at in looked_at.
+UniqueFD open_vgem_card(std::string &looked_at);
 std::string trim(std::string_view text);
 std::string this_process_comm();
 // Open descriptors of this process, ascending, from /proc/self/fd (less

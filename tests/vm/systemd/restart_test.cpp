@@ -353,6 +353,7 @@ TEST_P(Restart, AClientThatNeverComesBackLeavesItsBuffersAsOrphansOfItsLastIdent
     ASSERT_NE(entry, nullptr) << restored.dump();
     EXPECT_EQ((*entry)["awaiting_reclaim"], true);
 
+    const pid_t gone = client.pid(); // finished() reaps it
     ASSERT_EQ(client.channel().send("exit"), "");
     EXPECT_TRUE(client.finished());
     // The daemon sees its process gone and lets it go as at a disconnect:
@@ -360,8 +361,8 @@ TEST_P(Restart, AClientThatNeverComesBackLeavesItsBuffersAsOrphansOfItsLastIdent
     const auto orphaned_here = [&] {
         const json stats = ctl_json({"stats"});
         const json *heap = stats.is_object() ? find_by(stats["heaps"], "name", *dma_buf) : nullptr;
-        return heap != nullptr && find_by(stats["clients"], "pid", client.pid()) == nullptr &&
-               (*heap)["orphaned"].size() == 1 && (*heap)["orphaned"][0]["pid"] == client.pid();
+        return heap != nullptr && find_by(stats["clients"], "pid", gone) == nullptr &&
+               (*heap)["orphaned"].size() == 1 && (*heap)["orphaned"][0]["pid"] == gone;
     };
     EXPECT_TRUE(harness::eventually(orphaned_here)) << ctl_json({"stats"}).dump();
     // alice's quota of buffers counts it.
