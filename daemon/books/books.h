@@ -288,8 +288,6 @@ public:
     // dormant awaits no reclaim, -EPERM if it was another uid's, -EBUSY
     // if fresh holds buffers already.
     int adopt(ClientId fresh, ClientId dormant);
-    // The restored clients that never came back leave, as at a disconnect.
-    std::size_t drop_unreclaimed(const ReferenceCounter &count_references);
 
     // Store tracking: from now on every buffer that enters the books is
     // listed for the fd store, and every stored one that leaves too.

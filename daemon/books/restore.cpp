@@ -108,18 +108,6 @@ int Books::adopt(ClientId fresh, ClientId dormant)
     return 0;
 }
 
-std::size_t Books::drop_unreclaimed(const ReferenceCounter &count_references)
-{
-    std::vector<ClientId> gone;
-    for (const auto &[id, record] : clients_) {
-        if (record.awaiting_reclaim)
-            gone.push_back(id);
-    }
-    for (const ClientId id : gone)
-        remove_client(id, count_references);
-    return gone.size();
-}
-
 void Books::mark_stored(BufferId id, std::uint64_t inode)
 {
     if (const auto it = buffers_.find(id); it != buffers_.end()) {
