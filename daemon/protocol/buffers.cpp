@@ -6,6 +6,7 @@
 
 #include <ionsvc/text.h>
 
+#include "protocol/client_label.h"
 #include "protocol/service.h"
 #include "syscalls/proc_text.h"
 
@@ -16,15 +17,6 @@ namespace {
 // Buffers per reply: a few hundred bytes each, so that a page stays far
 // below the socket's send buffer, which bounds a SOCK_SEQPACKET message.
 constexpr std::size_t kBuffersPerPage = 256;
-
-void fill_label(const ClientLabel &label, wire::ClientLabel &entry)
-{
-    entry.set_client_id(label.id);
-    entry.set_pid(static_cast<std::uint32_t>(label.pid));
-    entry.set_uid(label.uid);
-    entry.set_comm(label.comm);
-    entry.set_name(label.name);
-}
 
 } // namespace
 

@@ -13,6 +13,7 @@
 
 #include <ionsvc/protocol.h>
 
+#include "protocol/client_label.h"
 #include "protocol/service.h"
 #include "recovery.pb.h"
 
@@ -36,15 +37,6 @@ ClientIdentity load_identity(const recovery::Identity &in)
 {
     return {static_cast<pid_t>(in.pid()), in.uid(), in.gid(), in.comm(), {in.groups().begin(), in.groups().end()},
             in.cgroup()};
-}
-
-void save_label(const ClientLabel &label, recovery::Label &out)
-{
-    out.set_client_id(label.id);
-    out.set_pid(static_cast<std::uint32_t>(label.pid));
-    out.set_uid(label.uid);
-    out.set_comm(label.comm);
-    out.set_name(label.name);
 }
 
 std::shared_ptr<const ClientLabel> load_label(const recovery::Label &in)
@@ -78,7 +70,7 @@ std::string Service::save_state(std::uint64_t generation)
         out.set_watched(buffer.watched);
         out.set_from_pool(buffer.from_pool);
         if (buffer.allocated_by)
-            save_label(*buffer.allocated_by, *out.mutable_allocated_by());
+            fill_label(*buffer.allocated_by, *out.mutable_allocated_by());
         out.set_age_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ms - buffer.born_ms)));
         out.mutable_holders()->Add(buffer.holders.begin(), buffer.holders.end());
         if (const auto orphan = books_.orphans().find(id); orphan != books_.orphans().end()) {
@@ -86,7 +78,7 @@ std::string Service::save_state(std::uint64_t generation)
             recovery::Identity &last = *out.mutable_orphan_of();
             save_identity({record.pid, record.uid, 0, record.comm, {}, record.cgroup}, record.groups, last);
             if (record.last_client)
-                save_label(*record.last_client, *out.mutable_orphan_label());
+                fill_label(*record.last_client, *out.mutable_orphan_label());
         }
     }
     ClientId next_client = 1;

@@ -145,6 +145,7 @@ void RecoveryKeeper::restore(std::vector<std::pair<std::string, UniqueFD>> store
     store_.send_some(kSendsPerTick);
     written_version_ = service_.books().version();
     reclaim_deadline_ = std::chrono::steady_clock::now() + settings_.reclaim_wait;
+    awaiting_reclaim_ = service_.awaiting_reclaim() > 0;
     update_figures();
 }
 
@@ -167,9 +168,12 @@ void RecoveryKeeper::schedule()
 void RecoveryKeeper::tick()
 {
     const auto now = std::chrono::steady_clock::now();
-    if (service_.awaiting_reclaim() > 0 && now >= next_reclaim_check_) {
+    // Once a second while restored clients wait, and never again once the
+    // last has come back or gone: no walk over every client each tick.
+    if (awaiting_reclaim_ && now >= next_reclaim_check_) {
         next_reclaim_check_ = now + std::chrono::seconds(1);
         service_.drop_unreclaimed(now >= reclaim_deadline_);
+        awaiting_reclaim_ = service_.awaiting_reclaim() > 0;
     }
     // A large state takes a while to write: then it is written less often,
     // so that writing it never takes more than a tenth of the loop's time.

@@ -69,6 +69,8 @@ private:
     std::chrono::steady_clock::time_point next_write_{};
     std::chrono::steady_clock::time_point reclaim_deadline_{};
     std::chrono::steady_clock::time_point next_reclaim_check_{};
+    bool awaiting_reclaim_ = false; // restored clients are still to come back
+
     bool finished_ = false;
 };
 

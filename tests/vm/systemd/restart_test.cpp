@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <sstream>
 
@@ -49,6 +49,16 @@ std::size_t fds_of(pid_t pid)
 bool is_dma_buf_heap(const std::string &heap)
 {
     return heap != "memfd";
+}
+
+// The first heap the daemon serves whose buffers are dma-bufs.
+std::optional<std::string> first_dma_buf_heap()
+{
+    for (const std::string &heap : served_heaps()) {
+        if (is_dma_buf_heap(heap))
+            return heap;
+    }
+    return std::nullopt;
 }
 
 std::size_t fds_in_store()
@@ -281,11 +291,8 @@ INSTANTIATE_TEST_SUITE_P(Stops, Restart, ::testing::Values(Stop::kCrash, Stop::k
 
 TEST_F(Restart, ADmaBufWhoseClientExitedIsReleasedThoughSystemdHoldsACopy)
 {
-    const std::vector<std::string> heaps = served_heaps();
-    const auto dma_buf = std::find_if(heaps.begin(), heaps.end(), [](const std::string &heap) {
-        return heap != "memfd";
-    });
-    ASSERT_NE(dma_buf, heaps.end());
+    const std::optional<std::string> dma_buf = first_dma_buf_heap();
+    ASSERT_TRUE(dma_buf) << "the daemon serves no dma-buf heap";
     ClientProcess client(
         "restart-leaver",
         [&](Channel &parent) -> std::string {
@@ -321,11 +328,8 @@ TEST_F(Restart, ADmaBufWhoseClientExitedIsReleasedThoughSystemdHoldsACopy)
 
 TEST_P(Restart, AClientThatNeverComesBackLeavesItsBuffersAsOrphansOfItsLastIdentity)
 {
-    const std::vector<std::string> heaps = served_heaps();
-    const auto dma_buf = std::find_if(heaps.begin(), heaps.end(), [](const std::string &heap) {
-        return heap != "memfd";
-    });
-    ASSERT_NE(dma_buf, heaps.end());
+    const std::optional<std::string> dma_buf = first_dma_buf_heap();
+    ASSERT_TRUE(dma_buf) << "the daemon serves no dma-buf heap";
     ClientProcess client(
         "restart-gone",
         [&](Channel &parent) -> std::string {
